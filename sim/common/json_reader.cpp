@@ -72,6 +72,8 @@ nlohmann::json JsonReader::parse_text(std::string_view text, std::string_view so
     }
     throw InputError(source, fmt::format("line {}, column {}", line, column),
                      "invalid JSON (truncated file, trailing comma, NaN or a stray character?)");
+  } catch (const nlohmann::json::exception& error) {
+    throw InputError(source, "", fmt::format("invalid JSON: {}", error.what()));
   }
 }
 
@@ -145,12 +147,13 @@ double JsonReader::fraction(std::string_view key, double fallback) const {
 
 std::int64_t JsonReader::integer(std::string_view key) const {
   const auto& value = member(key);
-  if (value.is_number_integer()) return value.get<std::int64_t>();
+  // nlohmann counts unsigned values as integers too, so test the unsigned form first.
   if (value.is_number_unsigned()) {
     const auto unsigned_value = value.get<std::uint64_t>();
     if (unsigned_value > static_cast<std::uint64_t>(INT64_MAX)) fail(key, "integer is too large");
     return static_cast<std::int64_t>(unsigned_value);
   }
+  if (value.is_number_integer()) return value.get<std::int64_t>();
   if (value.is_number_float()) {
     const double as_double = value.get<double>();
     if (std::isfinite(as_double) && std::trunc(as_double) == as_double && std::fabs(as_double) < 9e15) {
