@@ -1,0 +1,211 @@
+#include "sim/network/expert_parallel_comm.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "sim/common/error.hpp"
+#include "sim/network/collectives.hpp"
+
+namespace moesim {
+
+namespace {
+
+constexpr double kSecondsPerUs = 1e-6;
+
+double port_time(double load, double rate) {
+  return load > 0 ? load / rate : 0.0;
+}
+
+}  // namespace
+
+ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<int> ep_gpus,
+                                       NetworkParams params)
+    : layout_(graph, std::move(ep_gpus)),
+      params_(params),
+      transport_(params.ep_transport),
+      rdma_only_(path_policy(params.ep_transport, params) == PathPolicy::scale_out_only) {
+  const int ranks = layout_.rank_count();
+  const PathPolicy policy = path_policy(transport_, params_);
+  rates_.resize(ranks);
+  for (int rank = 0; rank < ranks; ++rank) {
+    const int gpu = layout_.gpu(rank);
+    auto& rate = rates_[rank];
+    for (const auto link : graph.out_links(gpu)) {
+      const double achieved = graph.link_bandwidth(link) * params_.efficiency(graph.link_class(link));
+      (graph.link_class(link) == LinkClass::scale_up ? rate.scale_up_out : rate.scale_out_out) += achieved;
+    }
+    for (const auto link : graph.in_links(gpu)) {
+      const double achieved = graph.link_bandwidth(link) * params_.efficiency(graph.link_class(link));
+      (graph.link_class(link) == LinkClass::scale_up ? rate.scale_up_in : rate.scale_out_in) += achieved;
+    }
+  }
+  // Routes are looked up once here (which also rejects RDMA-only on a cluster without NICs).
+  for (int src = 0; src < ranks; ++src) {
+    for (int dst = 0; dst < ranks; ++dst) {
+      if (src == dst) continue;
+      const int src_gpu = layout_.gpu(src);
+      const int dst_gpu = layout_.gpu(dst);
+      const GraphPath* path = policy == PathPolicy::shortest ? &graph.path(src_gpu, dst_gpu)
+                                                             : graph.scale_out_path(src_gpu, dst_gpu);
+      if (path == nullptr) {
+        throw InputError(
+            "network", "low_latency_over_nvlink",
+            fmt::format("false needs an RDMA route from gpu{} to gpu{}, and cluster \"{}\" has none", src_gpu,
+                        dst_gpu, graph.name()));
+      }
+      if (layout_.node(src) == layout_.node(dst)) {
+        same_node_latency_ = std::max(same_node_latency_, path->latency_s);
+      } else {
+        cross_node_latency_ = std::max(cross_node_latency_, path->latency_s);
+        if (dst == layout_.forwarder(src, layout_.node(dst)))
+          rail_latency_ = std::max(rail_latency_, path->latency_s);
+      }
+    }
+  }
+  rank_share_.resize(ranks);
+  node_share_.resize(layout_.node_count());
+  node_tokens_.resize(layout_.node_count());
+  node_reach_.resize(layout_.node_count());
+  node_unique_.resize(layout_.node_count());
+  node_active_ranks_.resize(layout_.node_count());
+  position_tokens_.resize(layout_.ranks_per_node());
+  scale_up_out_.resize(ranks);
+  scale_up_in_.resize(ranks);
+  scale_out_out_.resize(ranks);
+  scale_out_in_.resize(ranks);
+}
+
+bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
+  const int ranks = layout_.rank_count();
+  if (traffic.tokens_from_rank.size() != static_cast<std::size_t>(ranks) ||
+      traffic.assignments_to_rank.size() != static_cast<std::size_t>(ranks) || traffic.top_k <= 0) {
+    throw InternalError(fmt::format("EpTraffic: expected {} ranks and top_k > 0, got {} / {} ranks, top_k {}",
+                                    ranks, traffic.tokens_from_rank.size(),
+                                    traffic.assignments_to_rank.size(), traffic.top_k));
+  }
+  double all_assignments = 0;
+  double all_tokens = 0;
+  for (int rank = 0; rank < ranks; ++rank) {
+    all_assignments += traffic.assignments_to_rank[rank];
+    all_tokens += traffic.tokens_from_rank[rank];
+  }
+  most_peers_ = 0;
+  any_same_node_ = false;
+  any_cross_node_ = false;
+  if (!(all_assignments > 0) || !(all_tokens > 0)) return false;
+
+  const double k = traffic.top_k;
+  const double payload = traffic.bytes_per_token;
+  std::fill(node_share_.begin(), node_share_.end(), 0.0);
+  std::fill(node_tokens_.begin(), node_tokens_.end(), 0.0);
+  std::fill(node_unique_.begin(), node_unique_.end(), 0.0);
+  std::fill(node_active_ranks_.begin(), node_active_ranks_.end(), 0);
+  std::fill(position_tokens_.begin(), position_tokens_.end(), 0.0);
+  int active_ranks = 0;
+  for (int rank = 0; rank < ranks; ++rank) {
+    const int node = layout_.node(rank);
+    const double share = traffic.assignments_to_rank[rank] / all_assignments;
+    rank_share_[rank] = share;
+    node_share_[node] += share;
+    node_tokens_[node] += traffic.tokens_from_rank[rank];
+    position_tokens_[layout_.position(rank)] += traffic.tokens_from_rank[rank];
+    if (share > 0) {
+      ++node_active_ranks_[node];
+      ++active_ranks;
+    }
+  }
+
+  if (transport_ == EpTransport::low_latency) {
+    for (int rank = 0; rank < ranks; ++rank) {
+      const int node = layout_.node(rank);
+      const double tokens = traffic.tokens_from_rank[rank];
+      const double share = rank_share_[rank];
+      const double sent = k * tokens * payload;
+      const double same_node_out = sent * (node_share_[node] - share);
+      const double cross_node_out = sent * (1 - node_share_[node]);
+      any_same_node_ = any_same_node_ || same_node_out > 0;
+      any_cross_node_ = any_cross_node_ || cross_node_out > 0;
+      if (rdma_only_) {
+        scale_up_out_[rank] = 0;
+        scale_up_in_[rank] = 0;
+        scale_out_out_[rank] = sent * (1 - share);
+        scale_out_in_[rank] = k * payload * share * (all_tokens - tokens);
+      } else {
+        scale_up_out_[rank] = same_node_out;
+        scale_up_in_[rank] = k * payload * share * (node_tokens_[node] - tokens);
+        scale_out_out_[rank] = cross_node_out;
+        scale_out_in_[rank] = k * payload * share * (all_tokens - node_tokens_[node]);
+      }
+      if (tokens > 0) most_peers_ = std::max(most_peers_, active_ranks - (share > 0 ? 1 : 0));
+    }
+    return true;
+  }
+
+  double reach_sum = 0;
+  int nodes_reached = 0;
+  for (int node = 0; node < layout_.node_count(); ++node) {
+    node_reach_[node] = 1 - std::pow(1 - node_share_[node], k);
+    reach_sum += node_reach_[node];
+    if (node_reach_[node] > 0) ++nodes_reached;
+  }
+  for (int rank = 0; rank < ranks; ++rank)
+    node_unique_[layout_.node(rank)] += 1 - std::pow(1 - rank_share_[rank], k);
+  for (int rank = 0; rank < ranks; ++rank) {
+    const int node = layout_.node(rank);
+    const double tokens = traffic.tokens_from_rank[rank];
+    const double rail_tokens = position_tokens_[layout_.position(rank)];
+    const double relayed_tokens = rail_tokens - tokens;
+    const double reach = 1 - std::pow(1 - rank_share_[rank], k);
+    scale_out_out_[rank] = tokens * payload * (reach_sum - node_reach_[node]);
+    scale_out_in_[rank] = payload * node_reach_[node] * relayed_tokens;
+    scale_up_out_[rank] = payload * rail_tokens * (node_unique_[node] - reach);
+    scale_up_in_[rank] = payload * reach * (all_tokens - rail_tokens);
+    any_same_node_ = any_same_node_ || scale_up_out_[rank] > 0;
+    any_cross_node_ = any_cross_node_ || scale_out_out_[rank] > 0;
+    const int own_node_peers =
+        tokens > 0 || relayed_tokens > 0 ? node_active_ranks_[node] - (rank_share_[rank] > 0 ? 1 : 0) : 0;
+    const int remote_peers = tokens > 0 ? nodes_reached - (node_reach_[node] > 0 ? 1 : 0) : 0;
+    most_peers_ = std::max(most_peers_, own_node_peers + remote_peers);
+  }
+  return true;
+}
+
+double ExpertParallelComm::phase_seconds(const EpTraffic& traffic, bool reverse) const {
+  if (!compute_loads(traffic)) return 0;
+  double transfer = 0;
+  for (int rank = 0; rank < layout_.rank_count(); ++rank) {
+    const auto& rate = rates_[rank];
+    const double up_out = reverse ? scale_up_in_[rank] : scale_up_out_[rank];
+    const double up_in = reverse ? scale_up_out_[rank] : scale_up_in_[rank];
+    const double net_out = reverse ? scale_out_in_[rank] : scale_out_out_[rank];
+    const double net_in = reverse ? scale_out_out_[rank] : scale_out_in_[rank];
+    transfer = std::max({transfer, port_time(up_out, rate.scale_up_out), port_time(up_in, rate.scale_up_in),
+                         port_time(net_out, rate.scale_out_out), port_time(net_in, rate.scale_out_in)});
+  }
+  const double cross_latency = transport_ == EpTransport::low_latency ? cross_node_latency_ : rail_latency_;
+  const double latency =
+      std::max(any_same_node_ ? same_node_latency_ : 0.0, any_cross_node_ ? cross_latency : 0.0);
+  if (most_peers_ == 0) return 0;
+  return transfer + latency +
+         (params_.launch_overhead_us + params_.per_peer_overhead_us * most_peers_) * kSecondsPerUs;
+}
+
+double ExpertParallelComm::dispatch_seconds(const EpTraffic& traffic) const {
+  return phase_seconds(traffic, false);
+}
+
+double ExpertParallelComm::combine_seconds(const EpTraffic& traffic) const {
+  return phase_seconds(traffic, true);
+}
+
+double ExpertParallelComm::bytes(const EpTraffic& traffic) const {
+  if (!compute_loads(traffic)) return 0;
+  double total = 0;
+  for (int rank = 0; rank < layout_.rank_count(); ++rank)
+    total += scale_up_out_[rank] + scale_out_out_[rank];
+  return total;
+}
+
+}  // namespace moesim

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "sim/network/ep_layout.hpp"
+#include "sim/network/network_params.hpp"
+#include "sim/topology/cluster_graph.hpp"
+
+namespace moesim {
+
+// One MoE layer's routed traffic in an expert-parallel group, as the router and placement see it.
+struct EpTraffic {
+  std::span<const double> tokens_from_rank;     // tokens originating at each EP rank
+  std::span<const double> assignments_to_rank;  // routed (token, expert) pairs landing on each rank
+  int top_k = 1;
+  double bytes_per_token = 0;  // one token's payload in this phase (e.g. FP8 + scales for dispatch)
+};
+
+// Fast estimate of dispatch and combine time, O(ranks) per call, for the per-layer, per-step hot path.
+//
+// Assumption: each source spreads its assignments over destinations in proportion to the destinations'
+// load (sources independent of destinations): rank s sends top_k x tokens(s) x p_d assignments to rank d,
+// p_d = assignments(d) / all assignments. In high-throughput mode a token reaches rank d at least once with
+// probability u_d = 1 - (1 - p_d)^top_k and node N with U_N = 1 - (1 - P_N)^top_k (P_N: the node's share),
+// so the expected distinct destination nodes per token are sum_N U_N (draws with replacement; moesim's own
+// approximation of DeepEP's per-node de-duplication, REFERENCE.md §2). From these, each GPU's egress and
+// ingress bytes on its scale-up port and its NIC follow in closed form; the slowest port decides, plus the
+// longest path latency, the launch overhead and the per-peer overhead of the busiest sender. For traffic
+// that really is proportional this equals all_to_all_cost on the matching matrix whenever links above the
+// GPUs' first hop are not the bottleneck (true for a non-oversubscribed fabric).
+//
+// Not thread-safe: calls reuse internal scratch arrays so that no call allocates.
+class ExpertParallelComm {
+ public:
+  ExpertParallelComm(const ClusterGraph& graph, std::vector<int> ep_gpus, NetworkParams params);
+
+  double dispatch_seconds(const EpTraffic& traffic) const;
+  // Combine sends the dispatch traffic back (the transpose): each port carries the dispatch load of its
+  // opposite direction.
+  double combine_seconds(const EpTraffic& traffic) const;
+  // Bytes leaving GPUs in one phase (relayed copies counted again at the relay); self-traffic excluded.
+  double bytes(const EpTraffic& traffic) const;
+
+  const EpLayout& layout() const { return layout_; }
+  const NetworkParams& params() const { return params_; }
+
+ private:
+  struct PortRates {
+    double scale_up_out = 0;  // achieved bytes per second of the GPU's first-hop links
+    double scale_up_in = 0;
+    double scale_out_out = 0;
+    double scale_out_in = 0;
+  };
+  // Fills the per-rank port loads; returns false when nothing moves.
+  bool compute_loads(const EpTraffic& traffic) const;
+  double phase_seconds(const EpTraffic& traffic, bool reverse) const;
+
+  EpLayout layout_;
+  NetworkParams params_;
+  EpTransport transport_;
+  bool rdma_only_;
+  std::vector<PortRates> rates_;
+  double same_node_latency_ = 0;   // longest path latency between two ranks of one node
+  double cross_node_latency_ = 0;  // longest between ranks of different nodes
+  double rail_latency_ = 0;        // longest from a rank to its forwarder on another node
+
+  // Scratch, sized at construction.
+  mutable std::vector<double> rank_share_;       // p_d
+  mutable std::vector<double> node_share_;       // P_N
+  mutable std::vector<double> node_tokens_;      // tokens originating on node N
+  mutable std::vector<double> node_reach_;       // U_N
+  mutable std::vector<double> node_unique_;      // sum of u_d over the node's ranks
+  mutable std::vector<int> node_active_ranks_;   // ranks of the node with p_d > 0
+  mutable std::vector<double> position_tokens_;  // Rt_q: tokens originating at position q over all nodes
+  mutable std::vector<double> scale_up_out_;
+  mutable std::vector<double> scale_up_in_;
+  mutable std::vector<double> scale_out_out_;
+  mutable std::vector<double> scale_out_in_;
+  mutable int most_peers_ = 0;
+  mutable bool any_same_node_ = false;
+  mutable bool any_cross_node_ = false;
+};
+
+}  // namespace moesim
