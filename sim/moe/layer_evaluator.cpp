@@ -1,0 +1,109 @@
+#include "sim/moe/layer_evaluator.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "sim/common/error.hpp"
+
+namespace moesim {
+
+MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const CapacitySpec& capacity,
+                                     int experts, int top_k)
+    : placement_(placement), capacity_(capacity), experts_(experts), top_k_(top_k) {
+  if (experts != placement.experts() || top_k < 1 || top_k > experts) {
+    throw InternalError(fmt::format("MoeLayerEvaluator: {} experts, top_k {}, placement of {} experts",
+                                    experts, top_k, placement.experts()));
+  }
+  result_.kept_per_expert.resize(experts);
+  result_.kept_per_slot.resize(placement.slots());
+  result_.kept_per_rank.resize(placement.ranks());
+  result_.active_experts_per_rank.resize(placement.ranks());
+  result_.max_expert_load_per_rank.resize(placement.ranks());
+  routed_per_slot_.resize(placement.slots());
+}
+
+const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span<const std::int32_t> counts) {
+  if (static_cast<int>(counts.size()) != experts_) {
+    throw InternalError("MoeLayerEvaluator::evaluate: counts.size() differs from the expert count");
+  }
+  MoeLayerResult& r = result_;
+  r.tokens = tokens;
+  r.assignments = 0;
+  const bool drop = capacity_.policy == CapacityPolicy::drop;
+  const bool per_expert = capacity_.scope == CapacityScope::per_expert;
+  r.capacity = !drop ? 0
+               : per_expert
+                   ? expert_capacity(capacity_, tokens, top_k_, experts_)
+                   : rank_capacity(capacity_, tokens, top_k_, experts_, experts_ / placement_.ranks());
+  for (int e = 0; e < experts_; ++e) {
+    r.assignments += counts[e];
+    const std::int32_t kept = drop && per_expert
+                                  ? static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], r.capacity))
+                                  : counts[e];
+    const auto slots = placement_.expert_slots(e);
+    const auto replicas = static_cast<std::int32_t>(slots.size());
+    for (std::int32_t i = 0; i < replicas; ++i)
+      r.kept_per_slot[slots[i]] = kept / replicas + (i < kept % replicas ? 1 : 0);
+  }
+  if (drop && !per_expert) apply_rank_capacity();
+
+  std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
+  std::fill(r.kept_per_rank.begin(), r.kept_per_rank.end(), 0);
+  std::fill(r.active_experts_per_rank.begin(), r.active_experts_per_rank.end(), 0);
+  std::fill(r.max_expert_load_per_rank.begin(), r.max_expert_load_per_rank.end(), 0);
+  std::int64_t kept_total = 0;
+  for (int slot = 0; slot < placement_.slots(); ++slot) {
+    const std::int32_t load = r.kept_per_slot[slot];
+    const int rank = placement_.slot_rank(slot);
+    r.kept_per_expert[placement_.slot_expert(slot)] += load;
+    r.kept_per_rank[rank] += load;
+    r.active_experts_per_rank[rank] += load > 0 ? 1 : 0;
+    r.max_expert_load_per_rank[rank] = std::max(r.max_expert_load_per_rank[rank], load);
+    kept_total += load;
+  }
+  r.dropped_assignments = r.assignments - kept_total;
+  r.tokens_fully_dropped =
+      r.assignments > 0 ? static_cast<double>(tokens) * std::pow(static_cast<double>(r.dropped_assignments) /
+                                                                     static_cast<double>(r.assignments),
+                                                                 top_k_)
+                        : 0.0;
+  r.expert_max_load = *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
+  r.expert_mean_load = static_cast<double>(kept_total) / experts_;
+  const auto straggler = std::max_element(r.kept_per_rank.begin(), r.kept_per_rank.end());
+  r.straggler_rank = static_cast<int>(straggler - r.kept_per_rank.begin());
+  r.rank_max_load = *straggler;
+  r.rank_mean_load = static_cast<double>(kept_total) / placement_.ranks();
+  return r;
+}
+
+void MoeLayerEvaluator::apply_rank_capacity() {
+  MoeLayerResult& r = result_;
+  const int per_rank = placement_.slots_per_rank();
+  for (int rank = 0; rank < placement_.ranks(); ++rank) {
+    const std::size_t first = std::size_t(rank) * per_rank;
+    const std::span<std::int32_t> slots(r.kept_per_slot.data() + first, per_rank);
+    const std::span<std::int32_t> routed(routed_per_slot_.data() + first, per_rank);
+    std::int64_t load = 0;
+    for (const std::int32_t value : slots)
+      load += value;
+    if (load <= r.capacity) continue;
+    std::int64_t kept = 0;
+    for (int i = 0; i < per_rank; ++i) {
+      routed[i] = slots[i];
+      slots[i] = static_cast<std::int32_t>(routed[i] * r.capacity / load);
+      kept += slots[i];
+    }
+    // Rounding down took less than one assignment from each slot it touched, so one pass over the
+    // slots with routed load left hands the rest back.
+    for (int i = 0; kept < r.capacity; ++i) {
+      if (slots[i] < routed[i]) {
+        ++slots[i];
+        ++kept;
+      }
+    }
+  }
+}
+
+}  // namespace moesim

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "sim/moe/capacity.hpp"
+#include "sim/moe/placement.hpp"
+
+namespace moesim {
+
+// What one MoE layer does with one micro-batch's routed counts. Loads are kept (post-capacity)
+// assignments; means are over all experts or all ranks.
+struct MoeLayerResult {
+  std::int64_t tokens = 0;
+  std::int64_t assignments = 0;  // routed token-expert assignments (sum of the counts)
+  std::int64_t dropped_assignments = 0;
+  // Expected number of tokens that lost all top_k assignments.
+  // Assumption: a token's assignments are dropped independently, each with the micro-batch's drop
+  // fraction, so this is tokens * (dropped / assignments)^top_k (moesim's own guess; routers that drop
+  // by token position drop late tokens at every full expert, so real counts can be higher).
+  double tokens_fully_dropped = 0;
+  std::int64_t capacity = 0;  // per expert or per rank as the scope says; 0 when dropless
+
+  std::int32_t expert_max_load = 0;
+  double expert_mean_load = 0;
+  std::int64_t rank_max_load = 0;
+  double rank_mean_load = 0;
+  int straggler_rank = 0;  // the rank with the most kept assignments; ties go to the lowest rank
+
+  std::vector<std::int32_t> kept_per_expert;           // experts
+  std::vector<std::int32_t> kept_per_slot;             // slots
+  std::vector<std::int64_t> kept_per_rank;             // ranks
+  std::vector<std::int32_t> active_experts_per_rank;   // slots with a non-zero kept load
+  std::vector<std::int32_t> max_expert_load_per_rank;  // the largest kept load of a slot on the rank
+
+  // max / mean, 0 when nothing is kept.
+  double expert_imbalance() const { return expert_mean_load > 0 ? expert_max_load / expert_mean_load : 0.0; }
+  double rank_imbalance() const { return rank_mean_load > 0 ? rank_max_load / rank_mean_load : 0.0; }
+};
+
+// Applies the capacity policy to a layer's routed counts and sums the loads per slot and rank.
+// All buffers are sized at construction; evaluate() allocates nothing.
+//
+// Assumption: an expert with several slots splits its kept assignments evenly over them, the first
+// slots taking the remainder (moesim's own guess, the even split EPLB aims at).
+// Assumption: with the per_rank scope a rank over capacity drops from its slots in proportion to their
+// loads, rounding down and giving the leftover capacity to its lowest slots with load left (moesim's
+// own guess: overflowing tokens arrive in random expert order).
+class MoeLayerEvaluator {
+ public:
+  MoeLayerEvaluator(const ExpertPlacement& placement, const CapacitySpec& capacity, int experts, int top_k);
+
+  // counts: routed assignments per expert (Router::sample_counts) of a micro-batch of `tokens` tokens.
+  // The result stays valid until the next call.
+  const MoeLayerResult& evaluate(std::int64_t tokens, std::span<const std::int32_t> counts);
+
+ private:
+  void apply_rank_capacity();
+
+  const ExpertPlacement& placement_;
+  CapacitySpec capacity_;
+  int experts_;
+  int top_k_;
+  MoeLayerResult result_;
+  std::vector<std::int32_t> routed_per_slot_;  // scratch of apply_rank_capacity
+};
+
+}  // namespace moesim

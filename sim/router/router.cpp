@@ -1,0 +1,174 @@
+#include "sim/router/router.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "sim/common/error.hpp"
+#include "sim/router/inclusion.hpp"
+
+namespace moesim {
+
+namespace {
+
+// Relative cost of one per-token choice against one per-expert binomial draw, measured by
+// tests/router/router_benchmark.cpp (alias draw ~ a third of a binomial draw).
+constexpr double kPerTokenChoiceCost = 0.35;
+// Up to this many experts the grouped chain's experts * top_k draws are cheap, and it is exact for
+// uniform routing, where the per-expert path's variance error (~1 / experts) would show.
+constexpr int kGroupedChainMaxExperts = 32;
+
+}  // namespace
+
+Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
+    : experts_(table.experts()),
+      top_k_(top_k),
+      chosen_(top_k),
+      choices_left_(top_k + 1),
+      rng_(make_rng(seed, RngStream::routing)) {
+  if (top_k < 1 || top_k > experts_) throw InternalError("Router: top_k outside [1, experts]");
+  // Layers that are permutations of one another (Zipf, a recorded layer reused) share the costly
+  // inclusion computation: it is done once per distinct sorted vector.
+  std::vector<std::vector<double>> sorted_seen, sorted_inclusion;
+  std::vector<int> order(experts_);
+  std::vector<double> sorted(experts_);
+  layers_.resize(table.layers());
+  for (int index = 0; index < table.layers(); ++index) {
+    Layer& layer = layers_[index];
+    const auto selection = table.layer(index);
+    layer.selection.assign(selection.begin(), selection.end());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return selection[a] > selection[b]; });
+    for (int i = 0; i < experts_; ++i)
+      sorted[i] = selection[order[i]];
+    auto seen = std::find(sorted_seen.begin(), sorted_seen.end(), sorted);
+    if (seen == sorted_seen.end()) {
+      sorted_seen.push_back(sorted);
+      sorted_inclusion.push_back(successive_inclusion_probabilities(sorted, top_k));
+      seen = sorted_seen.end() - 1;
+    }
+    const auto& inclusion_sorted = sorted_inclusion[seen - sorted_seen.begin()];
+    layer.inclusion.resize(experts_);
+    for (int i = 0; i < experts_; ++i)
+      layer.inclusion[order[i]] = inclusion_sorted[i];
+    // Quadrature leaves sum pi = top_k to ~1e-9; rescaling makes the binomial means add up exactly.
+    const double total = std::accumulate(layer.inclusion.begin(), layer.inclusion.end(), 0.0);
+    std::vector<double> correction_weights(experts_);
+    for (int e = 0; e < experts_; ++e) {
+      double& pi = layer.inclusion[e];
+      pi = std::min(1.0, pi * top_k / total);
+      layer.share.push_back(pi / top_k);
+      layer.chances.emplace_back(pi);
+      correction_weights[e] = pi * (1.0 - pi);
+    }
+    layer.first_choice = AliasTable(layer.selection);
+    if (std::any_of(correction_weights.begin(), correction_weights.end(), [](double w) { return w > 0; })) {
+      layer.correction = AliasTable(correction_weights);
+    }
+    layer.by_popularity.resize(experts_);
+    std::iota(layer.by_popularity.begin(), layer.by_popularity.end(), 0);
+    std::stable_sort(layer.by_popularity.begin(), layer.by_popularity.end(),
+                     [&](int a, int b) { return layer.inclusion[a] > layer.inclusion[b]; });
+    layer.mass_from.assign(experts_ + 1, 0.0);
+    for (int position = experts_ - 1; position >= 0; --position)
+      layer.mass_from[position] =
+          layer.mass_from[position + 1] + layer.inclusion[layer.by_popularity[position]];
+    const double taken = std::accumulate(sorted.begin(), sorted.begin() + (top_k - 1), 0.0);
+    layer.rejection_factor = 1.0 / std::max(1.0 - taken, 1e-12);
+  }
+}
+
+void Router::check(int layer, std::int64_t tokens, std::span<std::int32_t> counts) const {
+  if (layer < 0 || layer >= moe_layers() || tokens < 0 || tokens > std::numeric_limits<std::int32_t>::max() ||
+      static_cast<int>(counts.size()) != experts_) {
+    throw InternalError(
+        fmt::format("Router::sample_counts: layer {} of {}, {} tokens, {} counts for {} experts", layer,
+                    moe_layers(), tokens, counts.size(), experts_));
+  }
+}
+
+void Router::sample_counts(int layer, std::int64_t tokens, std::span<std::int32_t> counts) {
+  check(layer, tokens, counts);
+  const Layer& state = layers_[layer];
+  const double per_token_cost =
+      kPerTokenChoiceCost * static_cast<double>(tokens) * top_k_ * state.rejection_factor;
+  if (per_token_cost < experts_) {
+    sample_counts_per_token(layer, tokens, counts);
+  } else if (experts_ <= kGroupedChainMaxExperts) {
+    sample_grouped(state, tokens, counts);
+  } else {
+    sample_per_expert(state, tokens, counts);
+  }
+}
+
+void Router::sample_counts_per_token(int layer, std::int64_t tokens, std::span<std::int32_t> counts) {
+  check(layer, tokens, counts);
+  const AliasTable& first_choice = layers_[layer].first_choice;
+  std::fill(counts.begin(), counts.end(), 0);
+  for (std::int64_t token = 0; token < tokens; ++token) {
+    for (int choice = 0; choice < top_k_; ++choice) {
+      int expert;
+      // Redrawing until an expert not yet taken comes up draws from p restricted to the rest.
+      do {
+        expert = first_choice.sample(rng_);
+      } while (std::find(chosen_.begin(), chosen_.begin() + choice, expert) != chosen_.begin() + choice);
+      chosen_[choice] = expert;
+      ++counts[expert];
+    }
+  }
+}
+
+void Router::sample_per_expert(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
+  std::int64_t assigned = 0;
+  for (int e = 0; e < experts_; ++e) {
+    counts[e] = static_cast<std::int32_t>(sample_binomial(rng_, tokens, layer.chances[e]));
+    assigned += counts[e];
+  }
+  const auto limit = static_cast<std::int32_t>(tokens);
+  for (std::int64_t missing = tokens * top_k_ - assigned; missing > 0;) {
+    const int e = layer.correction.sample(rng_);
+    if (counts[e] < limit) {
+      ++counts[e];
+      --missing;
+    }
+  }
+  for (std::int64_t surplus = assigned - tokens * top_k_; surplus > 0;) {
+    const int e = layer.correction.sample(rng_);
+    if (counts[e] > 0) {
+      --counts[e];
+      --surplus;
+    }
+  }
+}
+
+void Router::sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
+  std::fill(choices_left_.begin(), choices_left_.end(), 0);
+  choices_left_[top_k_] = tokens;
+  for (int position = 0; position < experts_; ++position) {
+    const int expert = layer.by_popularity[position];
+    const int experts_left = experts_ - position;
+    const double mass = layer.mass_from[position];
+    std::int64_t taken = 0;
+    // Ascending j: tokens that take this expert move to j - 1, which has had its draw already.
+    for (int left = 1; left <= top_k_; ++left) {
+      const std::int64_t group = choices_left_[left];
+      if (group == 0) continue;
+      double chance = 1.0;
+      if (left < experts_left) chance = mass > 0 ? std::min(1.0, left * layer.inclusion[expert] / mass) : 0.0;
+      const std::int64_t moving = sample_binomial(rng_, group, chance);
+      choices_left_[left] -= moving;
+      choices_left_[left - 1] += moving;
+      taken += moving;
+    }
+    counts[expert] = static_cast<std::int32_t>(taken);
+  }
+}
+
+std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int experts, int top_k,
+                                    std::uint64_t seed) {
+  return std::make_unique<Router>(build_popularity(spec, moe_layers, experts, top_k, seed), top_k, seed);
+}
+
+}  // namespace moesim
