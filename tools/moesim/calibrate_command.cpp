@@ -1,8 +1,66 @@
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "sim/calibration/check.hpp"
+#include "sim/calibration/fit.hpp"
+#include "sim/calibration/measurements.hpp"
+#include "sim/common/files.hpp"
 #include "tools/moesim/commands.hpp"
 
 namespace moesim::cli {
 
-// Placeholder until the command lands.
-void add_calibrate_commands(CLI::App&) {}
+namespace {
+
+struct FitOptions {
+  std::string measurements;
+  std::string output;
+};
+
+struct CheckOptions {
+  std::string profile;
+  std::string measurements;
+};
+
+void run_fit(const FitOptions& options) {
+  const Measurements measurements = load_measurements(options.measurements);
+  const CalibrationProfile profile = fit_profile(measurements, utc_timestamp());
+  write_file_atomically(options.output, to_json(profile).dump(2) + "\n");
+  fmt::print("fitted {} on {} samples of {} -> {}\n", profile.gpu, measurements.samples.size(),
+             options.measurements, options.output);
+  for (const auto& [family, residual] : profile.residuals) {
+    fmt::print("  {:<22} {:>4} samples: median |error| {:5.1f}%, worst {:5.1f}%\n", family, residual.samples,
+               residual.median_relative_error * 100.0, residual.max_relative_error * 100.0);
+  }
+}
+
+void run_check(const CheckOptions& options) {
+  const CalibrationProfile profile = load_profile(options.profile);
+  const Measurements measurements = load_measurements(options.measurements);
+  fmt::print("{}", format_check_report(check_profile(profile, measurements)));
+}
+
+}  // namespace
+
+void add_calibrate_commands(CLI::App& app) {
+  CLI::App* calibrate = app.add_subcommand("calibrate", "Fit and check the cost model on GPU measurements");
+  calibrate->require_subcommand(1);
+
+  auto fit_options = std::make_shared<FitOptions>();
+  CLI::App* fit = calibrate->add_subcommand("fit", "Fit a calibration profile to a measurement file");
+  fit->add_option("measurements", fit_options->measurements, "measurements.json from moesim_calibrate_gpu")
+      ->required();
+  fit->add_option("-o,--output", fit_options->output, "profile file to write")->required();
+  fit->callback([fit_options] { run_fit(*fit_options); });
+
+  auto check_options = std::make_shared<CheckOptions>();
+  CLI::App* check = calibrate->add_subcommand(
+      "check", "Predict the held-out MoE-layer measurements from a profile and report the errors");
+  check->add_option("profile", check_options->profile, "profile.json")->required();
+  check->add_option("measurements", check_options->measurements, "measurements.json")->required();
+  check->callback([check_options] { run_check(*check_options); });
+}
 
 }  // namespace moesim::cli

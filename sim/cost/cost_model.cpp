@@ -1,0 +1,242 @@
+#include "sim/cost/cost_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "sim/common/error.hpp"
+
+namespace moesim {
+
+double smooth_max(double p, double a, double b, double c) {
+  const double largest = std::max({a, b, c});
+  if (largest <= 0) return 0.0;
+  // Scaled by the largest term so the powers neither overflow nor underflow.
+  const double sum = std::pow(a / largest, p) + std::pow(b / largest, p) + std::pow(c / largest, p);
+  return largest * std::pow(sum, 1.0 / p);
+}
+
+MemoryParameters default_memory_parameters(const GpuSpec& gpu) {
+  MemoryParameters memory;
+  // Assumption: a large copy achieves 90 % of the datasheet bandwidth (REFERENCE.md §1: H100 ~3.0 of
+  // 3.35 TB/s, H200 ~4.3 of 4.8 TB/s).
+  memory.bandwidth = 0.9 * gpu.hbm_bandwidth;
+  // Assumption: 4 us per kernel back to back (moesim's own guess; an H100 VM measured 3.6 us).
+  memory.fixed_seconds = 4e-6;
+  // Assumption: sharpness 4 between the fixed cost and the transfer (moesim's own guess).
+  memory.sharpness = 4.0;
+  return memory;
+}
+
+GemmParameters default_gemm_parameters(const GpuSpec& gpu, Precision precision) {
+  GemmParameters gemm;
+  // Assumption: large BF16 GEMMs reach 80 % of the datasheet rate (REFERENCE.md §1: ~798 of 989
+  // TFLOP/s on an H100); FP8 70 % and FP4 60 % of theirs (moesim's own guess: narrower types reach
+  // a smaller fraction). A GPU without the type computes at its BF16 rate after up-conversion.
+  const double bf16 = 0.8 * gpu.bf16_flops;
+  switch (precision) {
+    case Precision::bf16:
+      gemm.flops = bf16;
+      break;
+    case Precision::fp8:
+      gemm.flops = gpu.fp8_flops > 0 ? 0.7 * gpu.fp8_flops : bf16;
+      break;
+    case Precision::fp4:
+      gemm.flops = gpu.fp4_flops > 0 ? 0.6 * gpu.fp4_flops : (gpu.fp8_flops > 0 ? 0.7 * gpu.fp8_flops : bf16);
+      break;
+  }
+  // Assumption: GEMMs stream weights at 80 % of the datasheet bandwidth (moesim's own guess; small-m
+  // cuBLAS GEMMs measured 70-90 % on an H100).
+  gemm.bandwidth = 0.8 * gpu.hbm_bandwidth;
+  // Assumption: half the peak compute efficiency at 64 tokens, one tensor-core tile (moesim's own guess).
+  gemm.m_half = 64.0;
+  // Assumption: 6 us per cuBLAS call (moesim's own guess; an H100 VM measured 7-8 us host-bound).
+  gemm.fixed_seconds = 6e-6;
+  // Assumption: sharpness 4 (moesim's own guess).
+  gemm.sharpness = 4.0;
+  return gemm;
+}
+
+AttentionDecodeParameters default_attention_decode_parameters(const GpuSpec& gpu) {
+  AttentionDecodeParameters decode;
+  // Assumption: FlashDecoding-style kernels read the KV cache at 80 % of the datasheet bandwidth
+  // whatever the batch (moesim's own guess).
+  decode.bandwidth = 0.8 * gpu.hbm_bandwidth;
+  decode.sequences_half = 0.0;
+  decode.fixed_seconds = 4e-6;  // Assumption: one kernel launch (moesim's own guess).
+  return decode;
+}
+
+AttentionPrefillParameters default_attention_prefill_parameters(const GpuSpec& gpu) {
+  AttentionPrefillParameters prefill;
+  // Assumption: fused prefill attention reaches 60 % of the BF16 datasheet rate (FlashAttention-3,
+  // Shah et al. 2024, report up to 75 % on long sequences; shorter ones reach less).
+  prefill.flops = 0.6 * gpu.bf16_flops;
+  prefill.fixed_seconds = 4e-6;  // Assumption: one kernel launch (moesim's own guess).
+  return prefill;
+}
+
+// Assumption: 4 us per back-to-back kernel launch and 10 us for a device-to-host round trip
+// (moesim's own guesses; an H100 VM measured 3.6 us and 8.6 us).
+double default_launch_seconds() {
+  return 4e-6;
+}
+double default_sync_seconds() {
+  return 10e-6;
+}
+
+CostModel::CostModel(const GpuSpec& gpu, std::optional<CalibrationProfile> profile)
+    : gpu_(gpu), profile_(std::move(profile)) {
+  if (!(gpu.hbm_bandwidth > 0) || !(gpu.bf16_flops > 0)) {
+    throw InputError(gpu.name.empty() ? "GPU spec" : gpu.name, "",
+                     "the cost model needs a positive HBM bandwidth and BF16 rate");
+  }
+  memory_ = default_memory_parameters(gpu);
+  for (Precision precision : {Precision::bf16, Precision::fp8, Precision::fp4})
+    gemm_[static_cast<int>(precision)] = default_gemm_parameters(gpu, precision);
+  decode_ = default_attention_decode_parameters(gpu);
+  prefill_ = default_attention_prefill_parameters(gpu);
+  launch_seconds_ = default_launch_seconds();
+  sync_seconds_ = default_sync_seconds();
+  if (!profile_) return;
+  if (profile_->memory) memory_ = *profile_->memory;
+  for (int p = 0; p < kPrecisionCount; ++p)
+    if (profile_->gemm[p]) gemm_[p] = *profile_->gemm[p];
+  if (profile_->attention_decode) decode_ = *profile_->attention_decode;
+  if (profile_->attention_prefill) prefill_ = *profile_->attention_prefill;
+  if (profile_->launch_seconds) launch_seconds_ = *profile_->launch_seconds;
+  if (profile_->sync_seconds) sync_seconds_ = *profile_->sync_seconds;
+}
+
+double roofline_memory_seconds(const MemoryParameters& memory, double bytes) {
+  if (bytes <= 0) return 0.0;
+  return smooth_max(memory.sharpness, memory.fixed_seconds, bytes / memory.bandwidth);
+}
+
+double roofline_gemm_seconds(const GemmParameters& gemm, double m, double n, double k, Precision weights) {
+  if (m <= 0 || n <= 0 || k <= 0) return 0.0;
+  const double compute = 2.0 * n * k * (m + gemm.m_half) / gemm.flops;
+  const double bytes = n * k * precision_bytes(weights) + 2.0 * m * k + 2.0 * m * n;
+  return smooth_max(gemm.sharpness, gemm.fixed_seconds, compute, bytes / gemm.bandwidth);
+}
+
+double CostModel::memory_seconds(double bytes) const {
+  return roofline_memory_seconds(memory_, bytes);
+}
+
+double CostModel::gemm_seconds(double m, double n, double k, Precision weights) const {
+  return roofline_gemm_seconds(gemm_[static_cast<int>(weights)], m, n, k, weights);
+}
+
+double CostModel::expert_gemms_seconds(double tokens, double hidden, double ffn, Precision weights) const {
+  return gemm_seconds(tokens, 2.0 * ffn, hidden, weights) + gemm_seconds(tokens, hidden, ffn, weights);
+}
+
+double CostModel::silu_seconds(double assignments, double ffn) const {
+  // Reads gate and up (2 ffn BF16 values) and writes ffn BF16 values per assignment.
+  return memory_seconds(assignments * 6.0 * ffn);
+}
+
+double CostModel::expert_ffn_seconds(double assignments, double active_experts, double hidden, double ffn,
+                                     Precision weights) const {
+  if (assignments <= 0 || active_experts <= 0) return 0.0;
+  const double experts = std::min(active_experts, assignments);
+  return experts * expert_gemms_seconds(assignments / experts, hidden, ffn, weights) +
+         silu_seconds(assignments, ffn);
+}
+
+double CostModel::expert_ffn_seconds(std::span<const std::int32_t> tokens_per_expert, double hidden,
+                                     double ffn, Precision weights) const {
+  double seconds = 0.0, assignments = 0.0;
+  for (const std::int32_t tokens : tokens_per_expert) {
+    if (tokens <= 0) continue;
+    seconds += expert_gemms_seconds(tokens, hidden, ffn, weights);
+    assignments += tokens;
+  }
+  return seconds + silu_seconds(assignments, ffn);
+}
+
+ExpertCostTable CostModel::expert_cost_table(double hidden, double ffn, Precision weights,
+                                             std::int64_t max_tokens) const {
+  return ExpertCostTable(*this, hidden, ffn, weights, max_tokens);
+}
+
+ExpertCostTable::ExpertCostTable(const CostModel& model, double hidden, double ffn, Precision precision,
+                                 std::int64_t max_tokens)
+    : model_(&model), hidden_(hidden), ffn_(ffn), precision_(precision) {
+  seconds_by_tokens_.resize(static_cast<std::size_t>(std::max<std::int64_t>(max_tokens, 0)) + 1);
+  for (std::size_t tokens = 1; tokens < seconds_by_tokens_.size(); ++tokens)
+    seconds_by_tokens_[tokens] =
+        model.expert_gemms_seconds(static_cast<double>(tokens), hidden, ffn, precision);
+}
+
+double ExpertCostTable::seconds(std::int64_t tokens) const {
+  if (tokens <= 0) return 0.0;
+  if (static_cast<std::size_t>(tokens) < seconds_by_tokens_.size()) return seconds_by_tokens_[tokens];
+  return model_->expert_gemms_seconds(static_cast<double>(tokens), hidden_, ffn_, precision_);
+}
+
+double CostModel::attention_decode_seconds(double sequences, double kv_bytes_read, double flops) const {
+  if (sequences <= 0) return 0.0;
+  const double memory = kv_bytes_read * (1.0 + decode_.sequences_half / sequences) / decode_.bandwidth;
+  const double compute = flops / gemm_[static_cast<int>(Precision::bf16)].flops;
+  return decode_.fixed_seconds + std::max(memory, compute);
+}
+
+double CostModel::attention_prefill_seconds(double flops, double bytes) const {
+  if (flops <= 0 && bytes <= 0) return 0.0;
+  return prefill_.fixed_seconds + std::max(flops / prefill_.flops, bytes / memory_.bandwidth);
+}
+
+double CostModel::launch_seconds(int kernels) const {
+  return kernels > 0 ? kernels * launch_seconds_ : 0.0;
+}
+
+double CostModel::host_sync_seconds() const {
+  return sync_seconds_;
+}
+
+nlohmann::json CostModel::describe() const {
+  nlohmann::json gemm = nlohmann::json::object();
+  for (Precision precision : {Precision::bf16, Precision::fp8, Precision::fp4}) {
+    const GemmParameters& p = gemm_[static_cast<int>(precision)];
+    const double peak = precision == Precision::bf16  ? gpu_.bf16_flops
+                        : precision == Precision::fp8 ? gpu_.fp8_flops
+                                                      : gpu_.fp4_flops;
+    gemm[precision_name(precision)] = {
+        {"fixed_seconds", p.fixed_seconds},
+        {"flops", p.flops},
+        {"compute_efficiency", peak > 0 ? nlohmann::json(p.flops / peak) : nlohmann::json(nullptr)},
+        {"m_half", p.m_half},
+        {"bandwidth", p.bandwidth},
+        {"memory_efficiency", p.bandwidth / gpu_.hbm_bandwidth},
+        {"sharpness", p.sharpness}};
+  }
+  nlohmann::json source = "defaults (no calibration profile)";
+  if (profile_) {
+    source = {{"gpu", profile_->gpu},
+              {"measurements", profile_->measurements},
+              {"measured_at", profile_->measured_at},
+              {"fitted_at", profile_->fitted_at}};
+  }
+  return {{"gpu", gpu_.name},
+          {"source", source},
+          {"memory",
+           {{"fixed_seconds", memory_.fixed_seconds},
+            {"bandwidth", memory_.bandwidth},
+            {"memory_efficiency", memory_.bandwidth / gpu_.hbm_bandwidth},
+            {"sharpness", memory_.sharpness}}},
+          {"gemm", gemm},
+          {"attention_decode",
+           {{"fixed_seconds", decode_.fixed_seconds},
+            {"bandwidth", decode_.bandwidth},
+            {"memory_efficiency", decode_.bandwidth / gpu_.hbm_bandwidth},
+            {"sequences_half", decode_.sequences_half}}},
+          {"attention_prefill",
+           {{"fixed_seconds", prefill_.fixed_seconds},
+            {"flops", prefill_.flops},
+            {"compute_efficiency", prefill_.flops / gpu_.bf16_flops}}},
+          {"launch_seconds", launch_seconds_},
+          {"sync_seconds", sync_seconds_}};
+}
+
+}  // namespace moesim
