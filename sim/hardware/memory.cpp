@@ -1,5 +1,6 @@
 #include "sim/hardware/memory.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 

@@ -1,6 +1,5 @@
 #include "sim/model/model_spec.hpp"
 
-#include <algorithm>
 #include <array>
 #include <limits>
 

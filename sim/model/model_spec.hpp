@@ -150,6 +150,7 @@ struct ModelSpec {
 double causal_attended_keys(std::int64_t cached_tokens, std::int64_t new_tokens, std::int64_t window);
 
 // Checks the shape (names the offending key in `source`) and fills layer flags and `derived`.
+// parse_model, load_model and import_hf_config call it; code that edits a spec calls it again.
 void derive_model_quantities(ModelSpec& spec, std::string_view source);
 
 ModelSpec parse_model(const JsonReader& reader);
