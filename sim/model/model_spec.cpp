@@ -206,6 +206,8 @@ void derive_model_quantities(ModelSpec& spec, std::string_view source) {
   }
   d.moe_layers = spec.is_moe() ? spec.layers - spec.dense_layers : 0;
 
+  // Assumption: biases, norms and GPT-OSS's attention sinks are left out (under 0.1 % of the
+  // parameters of every shipped model; moesim's own guess that they do not matter for cost or memory).
   const double hidden = spec.hidden;
   const double heads = spec.q_heads;
   if (spec.attention == AttentionKind::gqa) {
