@@ -1,0 +1,134 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "sim/common/error.hpp"
+#include "sim/cost/cost_model.hpp"
+
+using moesim::CalibrationProfile;
+using moesim::CostModel;
+using moesim::GpuSpec;
+using moesim::Precision;
+
+namespace {
+
+// REFERENCE.md §1, H100 SXM.
+GpuSpec h100() {
+  GpuSpec gpu;
+  gpu.name = "H100 SXM";
+  gpu.hbm_bytes = 80e9;
+  gpu.hbm_bandwidth = 3.35e12;
+  gpu.bf16_flops = 989e12;
+  gpu.fp8_flops = 1979e12;
+  gpu.sm_count = 132;
+  gpu.l2_bytes = 50e6;
+  gpu.scale_up_bandwidth = 450e9;
+  return gpu;
+}
+
+double p_norm(double p, double a, double b, double c = 0.0) {
+  return std::pow(std::pow(a, p) + std::pow(b, p) + std::pow(c, p), 1.0 / p);
+}
+
+}  // namespace
+
+TEST_CASE("default roofline matches the documented arithmetic", "[cost]") {
+  const CostModel model(h100(), std::nullopt);
+  SECTION("a large BF16 GEMM is compute-bound at 80 % of 989 TFLOP/s") {
+    const double n = 8192, k = 8192, m = 8192;
+    const double compute = 2 * n * k * (m + 64) / (0.8 * 989e12);
+    const double memory = (n * k * 2 + 2 * m * k + 2 * m * n) / (0.8 * 3.35e12);
+    CHECK(model.gemm_seconds(m, n, k, Precision::bf16) ==
+          Approx(p_norm(4, 6e-6, compute, memory)).epsilon(1e-12));
+    CHECK(model.gemm_seconds(m, n, k, Precision::bf16) == Approx(compute).epsilon(1e-3));
+  }
+  SECTION("a one-token FP8 GEMM is bound by reading its weights once") {
+    const double n = 4096, k = 7168;
+    const double memory = (n * k * 1 + 2 * k + 2 * n) / (0.8 * 3.35e12);
+    const double compute = 2 * n * k * (1 + 64) / (0.7 * 1979e12);
+    CHECK(model.gemm_seconds(1, n, k, Precision::fp8) ==
+          Approx(p_norm(4, 6e-6, compute, memory)).epsilon(1e-12));
+    CHECK(model.gemm_seconds(1, n, k, Precision::fp8) < 0.55 * model.gemm_seconds(1, n, k, Precision::bf16));
+  }
+  SECTION("memory traffic at 90 % of 3.35 TB/s plus a smooth launch cost") {
+    CHECK(model.memory_seconds(1e9) == Approx(p_norm(4, 4e-6, 1e9 / (0.9 * 3.35e12))).epsilon(1e-12));
+    CHECK(model.memory_seconds(0) == 0.0);
+  }
+  SECTION("attention, launches, sync") {
+    CHECK(model.attention_decode_seconds(64, 2e9, 1e9) ==
+          Approx(4e-6 + 2e9 / (0.8 * 3.35e12)).epsilon(1e-12));
+    CHECK(model.attention_prefill_seconds(1e15, 1e9) == Approx(4e-6 + 1e15 / (0.6 * 989e12)).epsilon(1e-12));
+    CHECK(model.launch_seconds(3) == Approx(12e-6));
+    CHECK(model.launch_seconds(0) == 0.0);
+    CHECK(model.host_sync_seconds() == Approx(10e-6));
+  }
+  SECTION("no work costs nothing") {
+    CHECK(model.gemm_seconds(0, 4096, 4096, Precision::bf16) == 0.0);
+    CHECK(model.expert_ffn_seconds(0, 8, 4096, 1536, Precision::bf16) == 0.0);
+    CHECK(model.attention_decode_seconds(0, 0, 0) == 0.0);
+  }
+}
+
+TEST_CASE("expert FFN: more active experts are slower at equal tokens in decode", "[cost]") {
+  const CostModel model(h100(), std::nullopt);
+  const double hidden = 7168, ffn = 2048;
+  double previous = 0;
+  for (double experts : {1.0, 2.0, 8.0, 32.0, 64.0}) {
+    const double seconds = model.expert_ffn_seconds(64, experts, hidden, ffn, Precision::bf16);
+    CHECK(seconds > previous);
+    previous = seconds;
+  }
+  // 64 assignments on 8 experts: each expert's 3 x 7168 x 2048 BF16 weights read once.
+  const double weights = 8 * 3 * hidden * ffn * 2.0;
+  CHECK(model.expert_ffn_seconds(64, 8, hidden, ffn, Precision::bf16) > weights / (0.8 * 3.35e12));
+  CHECK(model.expert_ffn_seconds(64, 8, hidden, ffn, Precision::bf16) < 1.5 * weights / (0.8 * 3.35e12));
+}
+
+TEST_CASE("per-expert counts: even loads equal the even split, skew costs more", "[cost]") {
+  const CostModel model(h100(), std::nullopt);
+  const std::vector<std::int32_t> even(16, 256),
+      skewed = {2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1, 1, 1, 1, 1};
+  const double hidden = 4096, ffn = 1536;
+  CHECK(model.expert_ffn_seconds(even, hidden, ffn, Precision::bf16) ==
+        Approx(model.expert_ffn_seconds(16 * 256, 16, hidden, ffn, Precision::bf16)).epsilon(1e-12));
+  double sum = 0;
+  for (auto count : skewed)
+    sum += count;
+  CHECK(model.expert_ffn_seconds(skewed, hidden, ffn, Precision::bf16) >
+        model.expert_ffn_seconds(sum, 16, hidden, ffn, Precision::bf16));
+  const auto table = model.expert_cost_table(hidden, ffn, Precision::bf16, 512);
+  for (std::int64_t tokens : {0, 1, 7, 512, 4096}) {
+    CHECK(table.seconds(tokens) ==
+          Approx(model.expert_gemms_seconds(static_cast<double>(tokens), hidden, ffn, Precision::bf16))
+              .margin(0));
+  }
+}
+
+TEST_CASE("a profile replaces the defaults it holds and keeps the rest", "[cost]") {
+  CalibrationProfile profile;
+  profile.gpu = "test GPU";
+  profile.memory = moesim::MemoryParameters{2e-6, 2e12, 1.0};
+  profile.launch_seconds = 1e-6;
+  const CostModel model(h100(), profile);
+  CHECK(model.memory_seconds(1e9) == Approx(2e-6 + 1e9 / 2e12).epsilon(1e-12));
+  CHECK(model.launch_seconds(2) == Approx(2e-6));
+  CHECK(model.gemm(Precision::bf16).flops == Approx(0.8 * 989e12));
+  CHECK(model.describe()["memory"]["memory_efficiency"].get<double>() == Approx(2e12 / 3.35e12));
+  CHECK(model.describe()["source"]["gpu"] == "test GPU");
+}
+
+TEST_CASE("a GPU without FP8 computes FP8 weights at its BF16 rate", "[cost]") {
+  GpuSpec a100 = h100();
+  a100.bf16_flops = 312e12;
+  a100.fp8_flops = 0;
+  const CostModel model(a100, std::nullopt);
+  CHECK(model.gemm(Precision::fp8).flops == Approx(0.8 * 312e12));
+  CHECK(model.describe()["gemm"]["fp8"]["compute_efficiency"].is_null());
+}
+
+TEST_CASE("the cost model rejects a GPU spec without rates", "[cost]") {
+  GpuSpec empty;
+  empty.name = "empty";
+  CHECK_THROWS_AS(CostModel(empty, std::nullopt), moesim::InputError);
+}
