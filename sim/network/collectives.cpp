@@ -112,13 +112,13 @@ std::vector<double> ep_dispatch_matrix(const EpLayout& layout, std::span<const i
     for (const int dst : destinations) {
       const int node = layout.node(dst);
       if (node == layout.node(src)) {
-        add(src, dst);
+        if (dst != src) add(src, dst);
         continue;
       }
       const int relay = layout.forwarder(src, node);
       if (!node_reached[node]) add(src, relay);
       node_reached[node] = true;
-      add(relay, dst);
+      if (dst != relay) add(relay, dst);
     }
   }
   return matrix;

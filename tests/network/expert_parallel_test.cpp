@@ -1,0 +1,143 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "sim/common/error.hpp"
+#include "sim/network/collectives.hpp"
+#include "sim/network/expert_parallel_comm.hpp"
+
+using namespace moesim;
+
+namespace {
+
+const std::string kClusters = std::string(MOESIM_TEST_SOURCE_DIR) + "/topologies/clusters/";
+
+std::vector<int> first_gpus(int count) {
+  std::vector<int> gpus(count);
+  std::iota(gpus.begin(), gpus.end(), 0);
+  return gpus;
+}
+
+// The traffic matrix the proportional assumption describes, pair by pair (O(ranks^2)), written
+// independently of ExpertParallelComm's O(ranks) aggregation.
+std::vector<double> proportional_matrix(const EpLayout& layout, const std::vector<double>& tokens,
+                                        const std::vector<double>& assignments, int top_k, double payload,
+                                        EpTransport transport) {
+  const int ranks = layout.rank_count();
+  const double total = std::accumulate(assignments.begin(), assignments.end(), 0.0);
+  std::vector<double> share(ranks), reach(ranks), node_share(layout.node_count(), 0.0);
+  for (int d = 0; d < ranks; ++d) {
+    share[d] = assignments[d] / total;
+    reach[d] = 1 - std::pow(1 - share[d], top_k);
+    node_share[layout.node(d)] += share[d];
+  }
+  std::vector<double> matrix(static_cast<std::size_t>(ranks) * ranks, 0.0);
+  for (int s = 0; s < ranks; ++s) {
+    for (int d = 0; d < ranks; ++d) {
+      double& cell = matrix[static_cast<std::size_t>(s) * ranks + d];
+      if (transport == EpTransport::low_latency) {
+        cell = top_k * tokens[s] * share[d] * payload;
+        continue;
+      }
+      if (layout.node(s) != layout.node(d)) {
+        if (layout.forwarder(s, layout.node(d)) == d) {
+          cell = tokens[s] * (1 - std::pow(1 - node_share[layout.node(d)], top_k)) * payload;
+        }
+        continue;
+      }
+      double handled = tokens[s];  // its own tokens plus those it relays for its rail peers
+      for (int other = 0; other < ranks; ++other) {
+        if (layout.node(other) != layout.node(s) && layout.forwarder(other, layout.node(s)) == s)
+          handled += tokens[other];
+      }
+      cell = handled * reach[d] * payload;
+    }
+  }
+  return matrix;
+}
+
+std::vector<double> transposed(const std::vector<double>& matrix, int ranks) {
+  std::vector<double> out(matrix.size());
+  for (int s = 0; s < ranks; ++s) {
+    for (int d = 0; d < ranks; ++d)
+      out[static_cast<std::size_t>(d) * ranks + s] = matrix[static_cast<std::size_t>(s) * ranks + d];
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the fast EP estimate equals the exact matrix form for proportional traffic", "[network][ep]") {
+  const ClusterGraph graph(load_cluster(kClusters + "h800-8x4.json"));
+  // Uneven sources and destinations: 32 ranks on 4 nodes, one hot destination.
+  std::vector<double> tokens(32), assignments(32);
+  for (int r = 0; r < 32; ++r) {
+    tokens[r] = 100 + 37 * (r % 5);
+    assignments[r] = 50 + 13 * ((r * 7) % 11) + (r == 9 ? 900 : 0);
+  }
+  const double total_tokens = std::accumulate(tokens.begin(), tokens.end(), 0.0);
+  const double total_assignments = std::accumulate(assignments.begin(), assignments.end(), 0.0);
+  for (auto& a : assignments)
+    a *= 8 * total_tokens / total_assignments;
+  const EpTraffic traffic{tokens, assignments, 8, 7392};
+
+  struct Case {
+    const char* name;
+    EpTransport transport;
+    bool over_nvlink;
+    std::vector<int> gpus;
+  };
+  const std::vector<Case> cases{
+      {"low latency, NVLink inside nodes", EpTransport::low_latency, true, first_gpus(32)},
+      {"low latency, RDMA only", EpTransport::low_latency, false, first_gpus(32)},
+      {"high throughput", EpTransport::high_throughput, true, first_gpus(32)},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.name) {
+      NetworkParams params;
+      params.ep_transport = c.transport;
+      params.low_latency_over_nvlink = c.over_nvlink;
+      const ExpertParallelComm comm(graph, c.gpus, params);
+      const auto matrix = proportional_matrix(comm.layout(), tokens, assignments, 8, 7392, c.transport);
+      const auto policy = path_policy(c.transport, params);
+      const double exact_dispatch = all_to_all_time(graph, c.gpus, matrix, params, policy);
+      const double exact_combine = all_to_all_time(graph, c.gpus, transposed(matrix, 32), params, policy);
+      CHECK(comm.dispatch_seconds(traffic) == Approx(exact_dispatch).epsilon(1e-9));
+      CHECK(comm.combine_seconds(traffic) == Approx(exact_combine).epsilon(1e-9));
+      double off_diagonal = 0;
+      for (int s = 0; s < 32; ++s) {
+        for (int d = 0; d < 32; ++d)
+          off_diagonal += s == d ? 0 : matrix[s * 32 + d];
+      }
+      CHECK(comm.bytes(traffic) == Approx(off_diagonal).epsilon(1e-9));
+    }
+  }
+}
+
+TEST_CASE("a hot rank slows dispatch while the bytes stay the same", "[network][ep]") {
+  const ClusterGraph graph(load_cluster(kClusters + "h800-8x4.json"));
+  NetworkParams params;
+  params.ep_transport = EpTransport::low_latency;
+  const ExpertParallelComm comm(graph, first_gpus(32), params);
+  const std::vector<double> tokens(32, 128);
+  const std::vector<double> uniform(32, 128 * 8);
+  std::vector<double> one_hot(32, 128 * 8 * 0.5);
+  one_hot[5] += 128 * 8 * 16;  // rank 5 takes 16896 of the 32768 assignments
+  const EpTraffic balanced{tokens, uniform, 8, 7392};
+  const EpTraffic skewed{tokens, one_hot, 8, 7392};
+  CHECK(comm.bytes(skewed) == Approx(comm.bytes(balanced)).epsilon(1e-12));
+  const double balanced_time = comm.dispatch_seconds(balanced);
+  const double skewed_time = comm.dispatch_seconds(skewed);
+  // The hot rank's NIC receives its share of everything the 24 ranks of other nodes send, at 46 GB/s
+  // (50 GB/s x 0.92); balanced, every NIC carries 1/32 of it. Latency and overheads are the same.
+  CHECK(skewed_time > 10 * (balanced_time - 20e-6));
+  const double hot_share = 16896.0 / 32768.0;
+  CHECK(skewed_time - balanced_time ==
+        Approx(24 * 128 * 8 * 7392 * (hot_share - 1.0 / 32) / 46e9).epsilon(1e-9));
+  CHECK(comm.dispatch_seconds(EpTraffic{tokens, std::vector<double>(32, 0.0), 8, 7392}) == 0);
+  CHECK_THROWS_AS(
+      comm.dispatch_seconds(EpTraffic{std::span<const double>(tokens).first(3), uniform, 8, 7392}),
+      InternalError);
+}
