@@ -15,6 +15,9 @@ LengthSampler::LengthSampler(const LengthDistribution& distribution, bool column
     log_mean_ = std::log(distribution.mean) - 0.5 * distribution.sigma * distribution.sigma;
   }
   if (distribution.kind != Kind::empirical) return;
+  // Assumption: empirical prompt and output lengths are drawn independently, each from its own column;
+  // the correlation between them in the trace is not kept (moesim's own guess; replay the trace itself to
+  // keep it).
   std::unordered_map<std::int32_t, std::uint64_t> counts;
   const auto reader = make_trace_reader(*distribution.trace_file);
   TraceRow row;

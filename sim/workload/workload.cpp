@@ -1,5 +1,7 @@
 #include "sim/workload/workload.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "sim/common/error.hpp"
