@@ -17,12 +17,21 @@ inline std::filesystem::path fixture(std::string_view name) {
   return std::filesystem::path(MOESIM_TEST_SOURCE_DIR) / "tests" / "data" / "workload" / name;
 }
 
-// Writes `content` to a fresh file in a per-process scratch folder and returns its path.
-inline std::filesystem::path scratch_file(std::string_view name, std::string_view content) {
-  const auto folder =
+// A per-process scratch folder, removed when the test executable ends.
+struct ScratchFolder {
+  std::filesystem::path path =
       std::filesystem::temp_directory_path() / ("moesim-workload-tests-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(folder);
-  const auto path = folder / name;
+  ~ScratchFolder() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
+inline ScratchFolder scratch_folder;
+
+// Writes `content` to a fresh file in the scratch folder and returns its path.
+inline std::filesystem::path scratch_file(std::string_view name, std::string_view content) {
+  std::filesystem::create_directories(scratch_folder.path);
+  const auto path = scratch_folder.path / name;
   std::ofstream(path, std::ios::binary) << content;
   return path;
 }
