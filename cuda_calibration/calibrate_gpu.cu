@@ -263,11 +263,17 @@ Budget budget_for(const Options& options) {
   return {5, 50, 40e-3, 100e-6};
 }
 
+// Per-call times of back-to-back calls, one entry per repetition.
+struct Timing {
+  std::vector<double> seconds;
+  int calls_per_repetition = 1;
+};
+
 // Times `call` (which enqueues work on `stream`) as the per-call time of back-to-back calls:
 // two warm-up calls, then repetitions of a batch of calls between two events. The batch is
 // long enough that event resolution does not matter; the repetitions fit the sample budget.
 template <typename Call>
-Stats time_calls(cudaStream_t stream, const Budget& budget, Call&& call) {
+Timing time_calls_raw(cudaStream_t stream, const Budget& budget, Call&& call) {
   EventPair events;
   call();
   call();
@@ -275,17 +281,25 @@ Stats time_calls(cudaStream_t stream, const Budget& budget, Call&& call) {
   events.start(stream);
   call();
   const double single = std::max(events.stop_seconds(stream), 1e-7);
-  const int batch = std::clamp(static_cast<int>(std::ceil(budget.min_batch_seconds / single)), 1, 1000);
-  const int repetitions = std::clamp(static_cast<int>(budget.seconds_per_sample / (single * batch)),
-                                     budget.min_repetitions, budget.max_repetitions);
-  std::vector<double> seconds;
+  Timing timing;
+  timing.calls_per_repetition =
+      std::clamp(static_cast<int>(std::ceil(budget.min_batch_seconds / single)), 1, 1000);
+  const int repetitions =
+      std::clamp(static_cast<int>(budget.seconds_per_sample / (single * timing.calls_per_repetition)),
+                 budget.min_repetitions, budget.max_repetitions);
   for (int r = 0; r < repetitions; ++r) {
     events.start(stream);
-    for (int b = 0; b < batch; ++b)
+    for (int b = 0; b < timing.calls_per_repetition; ++b)
       call();
-    seconds.push_back(events.stop_seconds(stream) / batch);
+    timing.seconds.push_back(events.stop_seconds(stream) / timing.calls_per_repetition);
   }
-  return summarise(seconds, batch);
+  return timing;
+}
+
+template <typename Call>
+Stats time_calls(cudaStream_t stream, const Budget& budget, Call&& call) {
+  const Timing timing = time_calls_raw(stream, budget, call);
+  return summarise(timing.seconds, timing.calls_per_repetition);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,22 +478,33 @@ int weight_copies(const Context& context, size_t weight_bytes) {
   return std::clamp(static_cast<int>(std::ceil(footprint / double(weight_bytes))), 1, 64);
 }
 
-void bench_gemm_shape(Context& context, const GemmShape& shape, int m, bool fp8_precision) {
+struct GemmCase {
+  GemmShape shape;
+  int m;
+  bool fp8_precision;
+  bool supported = true;
+  Timing timing;
+};
+
+// Adds one pass of repetitions to `gemm_case`.
+void time_gemm(Context& context, const Budget& budget, GemmCase& gemm_case) {
+  const GemmShape& shape = gemm_case.shape;
+  const int m = gemm_case.m;
   const size_t weight_count = size_t(shape.n) * shape.k;
-  const int copies = weight_copies(context, weight_count * (fp8_precision ? 1 : 2));
+  const int copies = weight_copies(context, weight_count * (gemm_case.fp8_precision ? 1 : 2));
   int next = 0;
-  Stats stats;
-  if (fp8_precision) {
+  Timing timing;
+  if (gemm_case.fp8_precision) {
     Fp8Gemm gemm(context, m, shape.n, shape.k);
     if (!gemm.supported()) {
-      context.note("skipped fp8 " + shape.label + " m=" + std::to_string(m) + ": cuBLASLt has no algorithm");
+      gemm_case.supported = false;
       return;
     }
     DeviceBuffer<fp8> weights(weight_count * copies), input(size_t(m) * shape.k);
     DeviceBuffer<bf16> output(size_t(m) * shape.n);
     randomise(weights);
     randomise(input);
-    stats = time_calls(context.stream, context.budget, [&] {
+    timing = time_calls_raw(context.stream, budget, [&] {
       gemm.run(weights.get() + weight_count * next, input.get(), output.get());
       next = (next + 1) % copies;
     });
@@ -488,21 +513,15 @@ void bench_gemm_shape(Context& context, const GemmShape& shape, int m, bool fp8_
         output(size_t(m) * shape.n);
     randomise(weights, 1.0f / std::sqrt(float(shape.k)));
     randomise(input);
-    stats = time_calls(context.stream, context.budget, [&] {
+    timing = time_calls_raw(context.stream, budget, [&] {
       gemm_bf16(context.blas, m, shape.n, shape.k, weights.get() + weight_count * next, input.get(),
                 output.get());
       next = (next + 1) % copies;
     });
   }
-  const char* precision = fp8_precision ? "fp8" : "bf16";
-  context.add(sample("gemm", shape.label, stats)
-                  .add("precision", precision)
-                  .add("m", m)
-                  .add("n", shape.n)
-                  .add("k", shape.k));
-  std::fprintf(stderr, "  %-4s %-34s m=%6d n=%6d k=%6d: %9.2f us %7.1f TFLOP/s\n", precision,
-               shape.label.c_str(), m, shape.n, shape.k, stats.median * 1e6,
-               2.0 * m * shape.n * shape.k / stats.median * 1e-12);
+  gemm_case.timing.seconds.insert(gemm_case.timing.seconds.end(), timing.seconds.begin(),
+                                  timing.seconds.end());
+  gemm_case.timing.calls_per_repetition = timing.calls_per_repetition;
 }
 
 struct ExpertShape {
@@ -541,13 +560,44 @@ void bench_gemm(Context& context) {
   }
   const int precisions = context.has_fp8() ? 2 : 1;
   if (!context.has_fp8()) context.note("skipped fp8 GEMMs: compute capability below 8.9");
+  std::vector<GemmCase> cases;
   for (int p = 0; p < precisions; ++p) {
     for (const GemmShape& shape : shapes)
       for (int m : tokens)
-        bench_gemm_shape(context, shape, m, p == 1);
+        cases.push_back({shape, m, p == 1, true, {}});
     for (const GemmShape& shape : dense_shapes)
       for (int m : dense_tokens)
-        bench_gemm_shape(context, shape, m, p == 1);
+        cases.push_back({shape, m, p == 1, true, {}});
+  }
+  // The sweep runs in passes whose repetitions are pooled, so a slow spell of the machine (host
+  // launch speed varies on virtual machines) touches a share of every case, not all of a few.
+  const int passes = context.options.quick ? 1 : 3;
+  Budget budget = context.budget;
+  budget.min_repetitions = std::max(2, budget.min_repetitions / passes);
+  budget.max_repetitions = std::max(budget.min_repetitions, budget.max_repetitions / passes);
+  budget.seconds_per_sample /= passes;
+  for (int pass = 0; pass < passes; ++pass) {
+    std::fprintf(stderr, "  pass %d of %d over %zu GEMMs\n", pass + 1, passes, cases.size());
+    for (GemmCase& gemm_case : cases)
+      if (gemm_case.supported) time_gemm(context, budget, gemm_case);
+  }
+  for (const GemmCase& gemm_case : cases) {
+    const GemmShape& shape = gemm_case.shape;
+    const char* precision = gemm_case.fp8_precision ? "fp8" : "bf16";
+    if (!gemm_case.supported) {
+      context.note(std::string("skipped ") + precision + " " + shape.label +
+                   " m=" + std::to_string(gemm_case.m) + ": cuBLASLt has no algorithm");
+      continue;
+    }
+    const Stats stats = summarise(gemm_case.timing.seconds, gemm_case.timing.calls_per_repetition);
+    context.add(sample("gemm", shape.label, stats)
+                    .add("precision", precision)
+                    .add("m", gemm_case.m)
+                    .add("n", shape.n)
+                    .add("k", shape.k));
+    std::fprintf(stderr, "  %-4s %-34s m=%6d n=%6d k=%6d: %9.2f us %7.1f TFLOP/s\n", precision,
+                 shape.label.c_str(), gemm_case.m, shape.n, shape.k, stats.median * 1e6,
+                 2.0 * gemm_case.m * shape.n * shape.k / stats.median * 1e-12);
   }
 }
 
@@ -601,6 +651,7 @@ void bench_grouped_gemm(Context& context) {
   std::vector<int> totals =
       context.options.quick ? std::vector<int>{16, 256} : std::vector<int>{8, 128, 1024, 8192};
   const double skews[] = {0.0, 1.2};
+  const int repetitions = context.options.quick ? 3 : 15;
   for (const Case& c : cases) {
     ExpertWeights weights(c.experts, c.shape.hidden, c.shape.ffn);
     const int largest = totals.back();
@@ -608,53 +659,76 @@ void bench_grouped_gemm(Context& context) {
         output(size_t(largest) * c.shape.hidden);
     randomise(input);
     randomise(middle);
-    for (int total : totals) {
-      for (double skew : skews) {
-        const std::vector<int> loads = expert_loads(total, c.experts, skew);
-        const Stats stats = time_calls(context.stream, context.budget, [&] {
-          size_t row = 0;
-          for (int e = 0; e < c.experts; ++e) {
-            if (loads[e] == 0) continue;
-            gemm_bf16(context.blas, loads[e], 2 * c.shape.ffn, c.shape.hidden, weights.gate_up(e),
-                      input.get() + row * c.shape.hidden, middle.get() + row * 2 * c.shape.ffn);
-            gemm_bf16(context.blas, loads[e], c.shape.hidden, c.shape.ffn, weights.down(e),
-                      middle.get() + row * 2 * c.shape.ffn, output.get() + row * c.shape.hidden);
-            row += loads[e];
-          }
-        });
-        const std::string label = c.shape.model + " x" + std::to_string(c.experts) + " experts";
-        context.add(sample("grouped_gemm", label, stats)
-                        .add("precision", "bf16")
-                        .add("hidden", c.shape.hidden)
-                        .add("ffn", c.shape.ffn)
-                        .add("zipf_exponent", skew)
-                        .add("tokens_per_expert", loads));
-        std::fprintf(stderr, "  %-34s %6d assignments, zipf %.1f: %9.2f us\n", label.c_str(), total, skew,
-                     stats.median * 1e6);
+    struct GroupedCase {
+      int total;
+      double skew;
+      std::vector<int> loads;
+      std::vector<double> seconds;
+    };
+    std::vector<GroupedCase> grouped_cases;
+    for (int total : totals)
+      for (double skew : skews)
+        grouped_cases.push_back({total, skew, expert_loads(total, c.experts, skew), {}});
+    auto run = [&](const std::vector<int>& loads) {
+      size_t row = 0;
+      for (int e = 0; e < c.experts; ++e) {
+        if (loads[e] == 0) continue;
+        gemm_bf16(context.blas, loads[e], 2 * c.shape.ffn, c.shape.hidden, weights.gate_up(e),
+                  input.get() + row * c.shape.hidden, middle.get() + row * 2 * c.shape.ffn);
+        gemm_bf16(context.blas, loads[e], c.shape.hidden, c.shape.ffn, weights.down(e),
+                  middle.get() + row * 2 * c.shape.ffn, output.get() + row * c.shape.hidden);
+        row += loads[e];
       }
+    };
+    // Repetitions interleaved over the cases (see bench_moe_layer); two untimed passes first.
+    EventPair events;
+    for (int pass = -2; pass < repetitions; ++pass) {
+      for (GroupedCase& grouped : grouped_cases) {
+        events.start(context.stream);
+        run(grouped.loads);
+        const double seconds = events.stop_seconds(context.stream);
+        if (pass >= 0) grouped.seconds.push_back(seconds);
+      }
+    }
+    const std::string label = c.shape.model + " x" + std::to_string(c.experts) + " experts";
+    for (const GroupedCase& grouped : grouped_cases) {
+      const Stats stats = summarise(grouped.seconds, 1);
+      context.add(sample("grouped_gemm", label, stats)
+                      .add("precision", "bf16")
+                      .add("hidden", c.shape.hidden)
+                      .add("ffn", c.shape.ffn)
+                      .add("zipf_exponent", grouped.skew)
+                      .add("tokens_per_expert", grouped.loads));
+      std::fprintf(stderr, "  %-34s %6d assignments, zipf %.1f: %9.2f us\n", label.c_str(), grouped.total,
+                   grouped.skew, stats.median * 1e6);
     }
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Attention decode: one query token per sequence against its KV cache (BF16, head dim 128), a
-// simple KV-read-bound kernel: one block per (sequence, KV head), warps stride over positions with
-// an online softmax, lanes hold 4 of the 128 dimensions.
+// simple split-context kernel in the FlashDecoding manner: each block takes one (sequence, KV head,
+// context slice); its warps stride over positions with an online softmax, lanes hold 4 of the 128
+// dimensions; a second kernel merges the slices. Enough slices are used to fill the GPU.
 
 constexpr int kHeadDim = 128;
 constexpr int kDecodeWarps = 4;
 constexpr int kMaxGroup = 8;
+constexpr int kMinPositionsPerSlice = 256;
 
 template <int Group>
-__global__ void attention_decode_kernel(const bf16* query, const bf16* keys, const bf16* values, bf16* output,
-                                        int context_length, int kv_heads) {
-  const int sequence = blockIdx.x / kv_heads;
-  const int kv_head = blockIdx.x % kv_heads;
+__global__ void attention_decode_kernel(const bf16* query, const bf16* keys, const bf16* values,
+                                        int context_length, int kv_heads, int slices, float* partial_max,
+                                        float* partial_sum, float* partial_accumulator) {
+  const int pair = blockIdx.x / slices, slice = blockIdx.x % slices;
+  const int sequence = pair / kv_heads, kv_head = pair % kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int slice_length = (context_length + slices - 1) / slices;
+  const int first = slice * slice_length, last = min(context_length, first + slice_length);
   const size_t kv_row = size_t(kv_heads) * kHeadDim;
   const bf16* k_base = keys + size_t(sequence) * context_length * kv_row + size_t(kv_head) * kHeadDim;
   const bf16* v_base = values + size_t(sequence) * context_length * kv_row + size_t(kv_head) * kHeadDim;
-  const bf16* q_base = query + (size_t(sequence) * kv_heads + kv_head) * Group * kHeadDim;
+  const bf16* q_base = query + size_t(pair) * Group * kHeadDim;
 
   float q[Group][4], accumulator[Group][4], running_max[Group], running_sum[Group];
   for (int g = 0; g < Group; ++g) {
@@ -665,7 +739,7 @@ __global__ void attention_decode_kernel(const bf16* query, const bf16* keys, con
     running_max[g] = -INFINITY;
     running_sum[g] = 0.0f;
   }
-  for (int position = warp; position < context_length; position += kDecodeWarps) {
+  for (int position = first + warp; position < last; position += kDecodeWarps) {
     const uint2 k_raw = *reinterpret_cast<const uint2*>(k_base + size_t(position) * kv_row + lane * 4);
     const uint2 v_raw = *reinterpret_cast<const uint2*>(v_base + size_t(position) * kv_row + lane * 4);
     const bf16* k4 = reinterpret_cast<const bf16*>(&k_raw);
@@ -699,25 +773,51 @@ __global__ void attention_decode_kernel(const bf16* query, const bf16* keys, con
       shared_accumulator[warp][g][lane * 4 + d] = accumulator[g][d];
   }
   __syncthreads();
+  // At most 128 slices of at least 256 positions: every slice gives each warp a position, so no
+  // block's maximum is -inf.
+  const size_t partial = size_t(blockIdx.x) * Group;
   for (int index = threadIdx.x; index < Group * kHeadDim; index += blockDim.x) {
     const int g = index / kHeadDim, d = index % kHeadDim;
-    float overall_max = -INFINITY;
+    float block_max = -INFINITY;
     for (int w = 0; w < kDecodeWarps; ++w)
-      overall_max = fmaxf(overall_max, shared_max[w][g]);
+      block_max = fmaxf(block_max, shared_max[w][g]);
     float sum = 0.0f, value = 0.0f;
     for (int w = 0; w < kDecodeWarps; ++w) {
-      if (shared_max[w][g] == -INFINITY) continue;
-      const float scale = __expf(shared_max[w][g] - overall_max);
+      const float scale = __expf(shared_max[w][g] - block_max);
       sum += shared_sum[w][g] * scale;
       value += shared_accumulator[w][g][d] * scale;
     }
-    output[(size_t(sequence) * kv_heads + kv_head) * Group * kHeadDim + index] =
-        __float2bfloat16(value / sum);
+    partial_accumulator[(partial + g) * kHeadDim + d] = value;
+    if (d == 0) {
+      partial_max[partial + g] = block_max;
+      partial_sum[partial + g] = sum;
+    }
+  }
+}
+
+// One block per (sequence, KV head): merges the slices' partial softmax states.
+__global__ void attention_decode_merge_kernel(int group, int slices, const float* partial_max,
+                                              const float* partial_sum, const float* partial_accumulator,
+                                              bf16* output) {
+  const int pair = blockIdx.x;
+  for (int index = threadIdx.x; index < group * kHeadDim; index += blockDim.x) {
+    const int g = index / kHeadDim, d = index % kHeadDim;
+    float overall_max = -INFINITY;
+    for (int s = 0; s < slices; ++s)
+      overall_max = fmaxf(overall_max, partial_max[(size_t(pair) * slices + s) * group + g]);
+    float sum = 0.0f, value = 0.0f;
+    for (int s = 0; s < slices; ++s) {
+      const size_t at = (size_t(pair) * slices + s) * group + g;
+      const float scale = __expf(partial_max[at] - overall_max);
+      sum += partial_sum[at] * scale;
+      value += partial_accumulator[at * kHeadDim + d] * scale;
+    }
+    output[size_t(pair) * group * kHeadDim + index] = __float2bfloat16(value / sum);
   }
 }
 
 void bench_attention_decode(Context& context) {
-  progress("attention decode (simple KV-read-bound kernel, BF16 KV cache, head dim 128)");
+  progress("attention decode (split-context kernel + merge kernel, BF16 KV cache, head dim 128)");
   struct Case {
     int sequences, context_length, kv_heads, group;
   };
@@ -726,7 +826,7 @@ void bench_attention_decode(Context& context) {
           ? std::vector<Case>{{4, 1024, 8, 8}}
           : std::vector<Case>{{1, 4096, 8, 8},   {8, 4096, 8, 8},   {32, 2048, 8, 8},  {64, 8192, 8, 8},
                               {128, 4096, 8, 8}, {256, 1024, 8, 8}, {16, 16384, 4, 8}, {128, 2048, 4, 4},
-                              {512, 512, 8, 4},  {32, 32768, 8, 8}};
+                              {512, 512, 8, 4},  {32, 32768, 8, 8}, {4, 65536, 8, 8},  {1, 512, 8, 8}};
   for (const Case& c : cases) {
     const size_t kv_count = size_t(c.sequences) * c.context_length * c.kv_heads * kHeadDim;
     DeviceBuffer<bf16> keys(kv_count), values(kv_count);
@@ -734,14 +834,23 @@ void bench_attention_decode(Context& context) {
     randomise(keys);
     randomise(values);
     randomise(query);
-    const int blocks = c.sequences * c.kv_heads;
+    const int pairs = c.sequences * c.kv_heads;
+    const int wanted = (4 * context.properties.multiProcessorCount + pairs - 1) / pairs;
+    const int slices = std::clamp(wanted, 1, std::clamp(c.context_length / kMinPositionsPerSlice, 1, 128));
+    DeviceBuffer<float> partial_max(size_t(pairs) * slices * c.group), partial_sum(partial_max.count());
+    DeviceBuffer<float> partial_accumulator(partial_max.count() * kHeadDim);
+    const int blocks = pairs * slices;
     const Stats stats = time_calls(context.stream, context.budget, [&] {
       if (c.group == 8)
         attention_decode_kernel<8><<<blocks, kDecodeWarps * 32, 0, context.stream>>>(
-            query.get(), keys.get(), values.get(), output.get(), c.context_length, c.kv_heads);
+            query.get(), keys.get(), values.get(), c.context_length, c.kv_heads, slices, partial_max.get(),
+            partial_sum.get(), partial_accumulator.get());
       else
         attention_decode_kernel<4><<<blocks, kDecodeWarps * 32, 0, context.stream>>>(
-            query.get(), keys.get(), values.get(), output.get(), c.context_length, c.kv_heads);
+            query.get(), keys.get(), values.get(), c.context_length, c.kv_heads, slices, partial_max.get(),
+            partial_sum.get(), partial_accumulator.get());
+      attention_decode_merge_kernel<<<pairs, 256, 0, context.stream>>>(
+          c.group, slices, partial_max.get(), partial_sum.get(), partial_accumulator.get(), output.get());
     });
     CHECK_LAST_KERNEL();
     const double kv_bytes = 2.0 * kv_count * sizeof(bf16);
@@ -994,79 +1103,94 @@ void bench_moe_layer(Context& context) {
         cursors(c.experts);
     DeviceBuffer<float> chosen_weight(most_rows), bias(c.experts);
     randomise(input);
-    for (double skew : skews) {
+    auto layer = [&](int tokens) {
+      const size_t rows = size_t(tokens) * c.top_k;
+      CHECK_CUDA(cudaMemsetAsync(counts.get(), 0, counts.bytes(), context.stream));
+      gemm_bf16(context.blas, tokens, c.experts, c.hidden, router.get(), input.get(), logits.get());
+      topk_kernel<<<(tokens + 127) / 128, 128, 0, context.stream>>>(logits.get(), bias.get(), tokens,
+                                                                    c.experts, c.top_k, chosen_expert.get(),
+                                                                    chosen_weight.get(), counts.get());
+      CHECK_LAST_KERNEL();
+      scan_kernel<<<1, 1, 0, context.stream>>>(counts.get(), c.experts, offsets.get(), cursors.get());
+      CHECK_LAST_KERNEL();
+      CHECK_CUDA(
+          cudaMemcpyAsync(host_counts, counts.get(), counts.bytes(), cudaMemcpyDeviceToHost, context.stream));
+      CHECK_CUDA(cudaStreamSynchronize(context.stream));
+      permute_kernel<<<static_cast<unsigned>(rows), 128, 0, context.stream>>>(
+          input.get(), chosen_expert.get(), c.top_k, c.hidden, cursors.get(), slot_of.get(), permuted.get());
+      CHECK_LAST_KERNEL();
+      size_t row = 0;
+      for (int e = 0; e < c.experts; ++e) {
+        if (host_counts[e] == 0) continue;
+        gemm_bf16(context.blas, host_counts[e], 2 * c.ffn, c.hidden, weights.gate_up(e),
+                  permuted.get() + row * c.hidden, gate_up.get() + row * 2 * c.ffn);
+        row += host_counts[e];
+      }
+      const int act_blocks = static_cast<int>(std::min<size_t>(
+          (rows * c.ffn + kThreads - 1) / kThreads, size_t(context.properties.multiProcessorCount) * 8));
+      silu_mul_kernel<<<act_blocks, kThreads, 0, context.stream>>>(gate_up.get(), rows, c.ffn,
+                                                                   activated.get());
+      CHECK_LAST_KERNEL();
+      row = 0;
+      for (int e = 0; e < c.experts; ++e) {
+        if (host_counts[e] == 0) continue;
+        gemm_bf16(context.blas, host_counts[e], c.hidden, c.ffn, weights.down(e),
+                  activated.get() + row * c.ffn, expert_output.get() + row * c.hidden);
+        row += host_counts[e];
+      }
+      combine_kernel<<<tokens, 256, 0, context.stream>>>(
+          expert_output.get(), slot_of.get(), chosen_weight.get(), c.top_k, c.hidden, output.get());
+      CHECK_LAST_KERNEL();
+    };
+    struct LayerCase {
+      double skew;
+      int tokens;
+      std::vector<int> loads;
+      std::vector<double> seconds;
+    };
+    std::vector<LayerCase> layer_cases;
+    for (double skew : skews)
+      for (int tokens : tokens_here)
+        layer_cases.push_back({skew, tokens, {}, {}});
+    auto set_skew = [&](double skew) {
       std::vector<float> host_bias(c.experts);
       for (int e = 0; e < c.experts; ++e)
         host_bias[e] = static_cast<float>(-skew * std::log(1.0 + e));
       CHECK_CUDA(cudaMemcpy(bias.get(), host_bias.data(), bias.bytes(), cudaMemcpyHostToDevice));
-      for (int tokens : tokens_here) {
-        const size_t rows = size_t(tokens) * c.top_k;
-        auto layer = [&] {
-          CHECK_CUDA(cudaMemsetAsync(counts.get(), 0, counts.bytes(), context.stream));
-          gemm_bf16(context.blas, tokens, c.experts, c.hidden, router.get(), input.get(), logits.get());
-          topk_kernel<<<(tokens + 127) / 128, 128, 0, context.stream>>>(
-              logits.get(), bias.get(), tokens, c.experts, c.top_k, chosen_expert.get(), chosen_weight.get(),
-              counts.get());
-          CHECK_LAST_KERNEL();
-          scan_kernel<<<1, 1, 0, context.stream>>>(counts.get(), c.experts, offsets.get(), cursors.get());
-          CHECK_LAST_KERNEL();
-          CHECK_CUDA(cudaMemcpyAsync(host_counts, counts.get(), counts.bytes(), cudaMemcpyDeviceToHost,
-                                     context.stream));
+    };
+    // Repetitions are interleaved over the cases, so a slow spell of the machine (clocks, host
+    // noise) spreads over all cases instead of shifting one; the medians then drop it.
+    EventPair events;
+    for (int pass = -2; pass < repetitions; ++pass) {
+      for (LayerCase& layer_case : layer_cases) {
+        set_skew(layer_case.skew);
+        if (pass < 0) {
+          layer(layer_case.tokens);
           CHECK_CUDA(cudaStreamSynchronize(context.stream));
-          permute_kernel<<<static_cast<unsigned>(rows), 128, 0, context.stream>>>(
-              input.get(), chosen_expert.get(), c.top_k, c.hidden, cursors.get(), slot_of.get(),
-              permuted.get());
-          CHECK_LAST_KERNEL();
-          size_t row = 0;
-          for (int e = 0; e < c.experts; ++e) {
-            if (host_counts[e] == 0) continue;
-            gemm_bf16(context.blas, host_counts[e], 2 * c.ffn, c.hidden, weights.gate_up(e),
-                      permuted.get() + row * c.hidden, gate_up.get() + row * 2 * c.ffn);
-            row += host_counts[e];
-          }
-          const int act_blocks = static_cast<int>(std::min<size_t>(
-              (rows * c.ffn + kThreads - 1) / kThreads, size_t(context.properties.multiProcessorCount) * 8));
-          silu_mul_kernel<<<act_blocks, kThreads, 0, context.stream>>>(gate_up.get(), rows, c.ffn,
-                                                                       activated.get());
-          CHECK_LAST_KERNEL();
-          row = 0;
-          for (int e = 0; e < c.experts; ++e) {
-            if (host_counts[e] == 0) continue;
-            gemm_bf16(context.blas, host_counts[e], c.hidden, c.ffn, weights.down(e),
-                      activated.get() + row * c.ffn, expert_output.get() + row * c.hidden);
-            row += host_counts[e];
-          }
-          combine_kernel<<<tokens, 256, 0, context.stream>>>(
-              expert_output.get(), slot_of.get(), chosen_weight.get(), c.top_k, c.hidden, output.get());
-          CHECK_LAST_KERNEL();
-        };
-        EventPair events;
-        layer();
-        layer();
-        CHECK_CUDA(cudaStreamSynchronize(context.stream));
-        std::vector<double> seconds;
-        for (int r = 0; r < repetitions; ++r) {
-          events.start(context.stream);
-          layer();
-          seconds.push_back(events.stop_seconds(context.stream));
+          continue;
         }
-        const std::vector<int> loads(host_counts, host_counts + c.experts);
-        const Stats stats = summarise(seconds, 1);
-        const std::string label = c.model + " " + std::to_string(tokens) + " tokens";
-        context.add(sample("moe_layer", label, stats)
-                        .add("precision", "bf16")
-                        .add("tokens", tokens)
-                        .add("hidden", c.hidden)
-                        .add("ffn", c.ffn)
-                        .add("experts", c.experts)
-                        .add("top_k", c.top_k)
-                        .add("router_skew", skew)
-                        .add("tokens_per_expert", loads));
-        const int active =
-            static_cast<int>(std::count_if(loads.begin(), loads.end(), [](int n) { return n > 0; }));
-        std::fprintf(stderr, "  %-40s skew %.1f, %3d active experts: %9.2f us\n", label.c_str(), skew, active,
-                     stats.median * 1e6);
+        events.start(context.stream);
+        layer(layer_case.tokens);
+        layer_case.seconds.push_back(events.stop_seconds(context.stream));
+        layer_case.loads.assign(host_counts, host_counts + c.experts);
       }
+    }
+    for (const LayerCase& layer_case : layer_cases) {
+      const Stats stats = summarise(layer_case.seconds, 1);
+      const std::string label = c.model + " " + std::to_string(layer_case.tokens) + " tokens";
+      context.add(sample("moe_layer", label, stats)
+                      .add("precision", "bf16")
+                      .add("tokens", layer_case.tokens)
+                      .add("hidden", c.hidden)
+                      .add("ffn", c.ffn)
+                      .add("experts", c.experts)
+                      .add("top_k", c.top_k)
+                      .add("router_skew", layer_case.skew)
+                      .add("tokens_per_expert", layer_case.loads));
+      const auto active =
+          std::count_if(layer_case.loads.begin(), layer_case.loads.end(), [](int n) { return n > 0; });
+      std::fprintf(stderr, "  %-40s skew %.1f, %3d active experts: %9.2f us\n", label.c_str(),
+                   layer_case.skew, static_cast<int>(active), stats.median * 1e6);
     }
   }
   CHECK_CUDA(cudaFreeHost(host_counts));

@@ -40,14 +40,17 @@ FitResidual residual_of(const Samples& samples,
 }
 
 // Fits `predict(theta, sample)` over `samples` from each starting point; keeps the best.
+// `weights` (one per sample, or empty for all ones) scale each sample's log-ratio.
 Eigen::VectorXd fit_family(
     const Samples& samples,
     const std::function<double(const Eigen::VectorXd&, const MeasurementSample&)>& predict,
-    const std::vector<Eigen::VectorXd>& starts) {
+    const std::vector<Eigen::VectorXd>& starts, const std::vector<double>& weights = {}) {
   const int count = static_cast<int>(samples.size());
   auto residuals = [&](const Eigen::VectorXd& theta, Eigen::VectorXd& out) {
-    for (int i = 0; i < count; ++i)
-      out[i] = std::log(predict(theta, *samples[i]) / samples[i]->median_seconds);
+    for (int i = 0; i < count; ++i) {
+      const double weight = weights.empty() ? 1.0 : weights[i];
+      out[i] = weight * std::log(predict(theta, *samples[i]) / samples[i]->median_seconds);
+    }
   };
   Eigen::VectorXd best;
   double best_cost = std::numeric_limits<double>::infinity();
@@ -64,12 +67,15 @@ Eigen::VectorXd fit_family(
   return best;
 }
 
-// Sharpness p = 1 + e^theta keeps p >= 1.
+// Sharpness p = 1 + 31 sigmoid(theta) keeps p in [1, 32]: past 32 the smooth maximum is the
+// maximum to within 3.5 % (3^(1/32)), and the fit cannot run off to infinity.
+constexpr double kMaxSharpness = 32.0;
 double sharpness_of(double theta) {
-  return 1.0 + std::exp(theta);
+  return 1.0 + (kMaxSharpness - 1.0) / (1.0 + std::exp(-theta));
 }
 double sharpness_theta(double p) {
-  return std::log(p - 1.0);
+  const double fraction = (p - 1.0) / (kMaxSharpness - 1.0);
+  return std::log(fraction / (1.0 - fraction));
 }
 
 MemoryParameters memory_from(const Eigen::VectorXd& theta) {
@@ -221,7 +227,13 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
           sharpness_theta(p);
       starts.push_back(start);
     }
-    const GemmParameters gemm = gemm_from(fit_family(both, predict, starts));
+    // The grouped samples (expert loops, the context the GEMM parameters serve in) weigh as much
+    // in total as the many single-GEMM samples.
+    std::vector<double> weights(gemm_samples.size(), 1.0);
+    if (!grouped_samples.empty()) {
+      weights.resize(both.size(), std::sqrt(double(gemm_samples.size()) / double(grouped_samples.size())));
+    }
+    const GemmParameters gemm = gemm_from(fit_family(both, predict, starts, weights));
     profile.gemm[static_cast<int>(precision)] = gemm;
     const std::string name = precision_name(precision);
     profile.residuals["gemm_" + name] =
