@@ -16,7 +16,8 @@ class Histogram {
  public:
   // `unit` is the smallest distinguishable value (e.g. 1e-9 for seconds recorded
   // at nanosecond resolution); values are stored as integer multiples of it.
-  explicit Histogram(double unit = 1e-9);
+  Histogram() : Histogram(1e-9) {}
+  explicit Histogram(double unit);
 
   void record(double value);
   void merge(const Histogram& other);

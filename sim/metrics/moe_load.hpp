@@ -12,14 +12,14 @@ namespace moesim {
 
 // One MoE layer of one step, as the metrics see it.
 struct MoeLayerSample {
-  int layer = 0;  // among MoE layers
+  int layer = 0;                 // among MoE layers
   std::int64_t assignments = 0;  // (token, expert) pairs the router produced
   std::int64_t dropped = 0;      // pairs removed by the capacity policy
   double tokens_fully_dropped = 0;
   double expert_max_over_mean = 0;
   double rank_max_over_mean = 0;
-  int straggler_rank = 0;        // the rank whose expert compute set the layer time
-  std::span<const std::int32_t> expert_demand;    // per expert, before capacity
+  int straggler_rank = 0;                          // the rank whose expert compute set the layer time
+  std::span<const std::int32_t> expert_demand;     // per expert, before capacity
   std::span<const std::int32_t> rank_assignments;  // per rank, after capacity
   std::span<const double> rank_busy_s;             // per rank expert compute time
 };

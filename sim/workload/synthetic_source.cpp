@@ -47,6 +47,14 @@ std::int32_t LengthSampler::sample(Rng& rng) const {
       return static_cast<std::int32_t>(
           std::clamp(std::round(drawn), static_cast<double>(distribution_.min), upper));
     }
+    case Kind::geometric: {
+      // Number of Bernoulli(1/mean) trials up to the first success, by inversion: the
+      // discrete analogue of an exponential, which makes M/M/1-like service times.
+      if (distribution_.mean <= 1) return 1;
+      const double trials =
+          std::ceil(std::log(rng.uniform_positive()) / std::log1p(-1.0 / distribution_.mean));
+      return static_cast<std::int32_t>(std::clamp(trials, 1.0, 2147483647.0));
+    }
     case Kind::empirical: {
       const std::uint64_t rank = rng.below(cumulative_counts_.back());
       const auto at = std::upper_bound(cumulative_counts_.begin(), cumulative_counts_.end(), rank);

@@ -24,7 +24,7 @@ constexpr std::int32_t kMooncakeBlockTokens = 512;
 const std::vector<std::string> kFormatNames = {"azure", "mooncake", "csv", "jsonl"};
 const std::vector<std::string> kUnitNames = {"s", "ms", "us", "ns", "datetime"};
 const std::vector<std::string> kZeroOutputNames = {"one_token", "skip", "error"};
-const std::vector<std::string> kLengthKindNames = {"fixed", "uniform", "lognormal", "empirical"};
+const std::vector<std::string> kLengthKindNames = {"fixed", "uniform", "lognormal", "empirical", "geometric"};
 
 template <typename Enum>
 Enum from_index(const std::vector<std::string>& names, const std::string& name) {
@@ -139,6 +139,11 @@ LengthDistribution parse_length(const JsonReader& reader, const std::filesystem:
     case Kind::empirical:
       distribution.trace_file = parse_trace_file(reader, base_directory, false);
       break;
+    case Kind::geometric:
+      distribution.mean = reader.number("mean");
+      if (!(distribution.mean >= 1))
+        reader.fail("mean", fmt::format("expected a mean >= 1, got {}", distribution.mean));
+      break;
   }
   reader.finish();
   return distribution;
@@ -162,6 +167,9 @@ nlohmann::json length_json(const LengthDistribution& distribution) {
       break;
     case Kind::empirical:
       json = trace_file_json(*distribution.trace_file);
+      break;
+    case Kind::geometric:
+      json = {{"mean", distribution.mean}};
       break;
   }
   json["kind"] = to_name(kLengthKindNames, distribution.kind);

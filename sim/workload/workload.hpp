@@ -48,11 +48,12 @@ struct TraceSpec {
 
 // A token-length distribution for synthetic workloads.
 struct LengthDistribution {
-  enum class Kind { fixed, uniform, lognormal, empirical };
+  enum class Kind { fixed, uniform, lognormal, empirical, geometric };
   Kind kind = Kind::fixed;
   std::int32_t tokens = 1;                  // fixed
   std::int32_t min = 1, max = 1;            // uniform bounds; lognormal clamp (max 0: none)
-  double mean = 1.0, sigma = 0.0;           // lognormal: mean of the distribution itself and sigma of log
+  double mean = 1.0, sigma = 0.0;           // lognormal: mean of the distribution itself and sigma of log;
+                                            // geometric: mean (>= 1) of a distribution on 1, 2, 3, ...
   std::optional<TraceFileSpec> trace_file;  // empirical: the input or output column of this trace
 };
 

@@ -99,6 +99,28 @@ TEST_CASE("lognormal lengths have the requested mean and are clamped", "[workloa
   CHECK(output_max == 300);
 }
 
+TEST_CASE("geometric lengths have the requested mean and variance", "[workload][synthetic]") {
+  const auto requests = drain(parse_workload_text(
+      R"({"kind": "poisson", "rate": 1, "requests": 50000,
+          "input": {"kind": "fixed", "tokens": 1},
+          "output": {"kind": "geometric", "mean": 40}})"));
+  double sum = 0.0, sum_squares = 0.0;
+  std::int32_t smallest = 1 << 30;
+  for (const auto& request : requests) {
+    sum += request.output_tokens;
+    sum_squares += static_cast<double>(request.output_tokens) * request.output_tokens;
+    smallest = std::min(smallest, request.output_tokens);
+  }
+  const double mean = sum / 50000;
+  // Geometric on 1, 2, ... with p = 1/40: variance (1 - p) / p^2 = 1560; standard error 0.18.
+  CHECK(mean == Approx(40).margin(1));
+  CHECK(sum_squares / 50000 - mean * mean == Approx(1560).epsilon(0.05));
+  CHECK(smallest == 1);
+  CHECK_THROWS_WITH(parse_workload_text(R"({"kind": "poisson", "rate": 1, "requests": 1,
+      "input": {"kind": "fixed", "tokens": 1}, "output": {"kind": "geometric", "mean": 0.5}})"),
+                    Catch::Matchers::Contains("output.mean: expected a mean >= 1"));
+}
+
 TEST_CASE("empirical lengths reproduce the trace's distribution", "[workload][synthetic][data]") {
   const auto requests = drain(parse_workload_text(
       R"({"kind": "poisson", "rate": 1, "requests": 30000,

@@ -1,8 +1,141 @@
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "sim/common/error.hpp"
+#include "sim/common/paths.hpp"
+#include "sim/common/rng.hpp"
+#include "sim/config/scenario.hpp"
+#include "sim/engine/engine.hpp"
 #include "tools/moesim/commands.hpp"
 
 namespace moesim::cli {
 
-// Placeholder until the command lands.
-void add_bench_command(CLI::App&) {}
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The classic "hold" model: a fixed population of pending events; each handled
+// event schedules one successor at a random later time.
+struct HoldHandler : EventHandler {
+  Rng rng{1};
+  HandlerId self = 0;
+  void handle(const Event&, Engine& engine) override {
+    engine.schedule_after(static_cast<SimTime>(1 + rng.below(1'000'000)), self, 0);
+  }
+};
+
+void bench_engine(std::uint64_t events, std::size_t population) {
+  {
+    EventQueue queue;
+    queue.reserve(population);
+    Rng rng(2);
+    std::uint64_t sequence = 0;
+    for (std::size_t i = 0; i < population; ++i) {
+      queue.push(Event{static_cast<SimTime>(rng.below(1'000'000)), sequence++, 0, 0, 0, 0});
+    }
+    const auto start = std::chrono::steady_clock::now();
+    for (std::uint64_t i = 0; i < events; ++i) {
+      Event event = queue.pop();
+      event.time += static_cast<SimTime>(1 + rng.below(1'000'000));
+      event.sequence = sequence++;
+      queue.push(event);
+    }
+    const double wall = seconds_since(start);
+    fmt::print("engine queue alone   {:>6.1f} M events/s  ({} pop+push pairs, {} pending)  goal >= 10 M/s\n",
+               static_cast<double>(events) / wall / 1e6, events, population);
+  }
+  Engine engine;
+  HoldHandler handler;
+  handler.self = engine.add_handler(handler);
+  engine.reserve(population);
+  for (std::size_t i = 0; i < population; ++i)
+    engine.schedule(static_cast<SimTime>(i), handler.self, 0);
+  const auto start = std::chrono::steady_clock::now();
+  engine.run(StopConditions{.max_events = events});
+  const double wall = seconds_since(start);
+  fmt::print("engine run loop      {:>6.1f} M events/s  (with handler dispatch)\n",
+             static_cast<double>(events) / wall / 1e6);
+}
+
+struct ScenarioFigures {
+  double wall_s = 0;
+  double sim_time_s = 0;
+  double events = 0;
+  double completed = 0;
+  double steps = 0;
+};
+
+// Runs the scenario in a child process so its peak memory is measured alone.
+void bench_scenario(const std::string& label, const std::filesystem::path& file,
+                    const std::vector<std::string>& overrides, const std::string& goal) {
+  int channel[2];
+  if (::pipe(channel) != 0) throw InternalError("pipe failed");
+  std::fflush(stdout);
+  const pid_t child = ::fork();
+  if (child < 0) throw InternalError("fork failed");
+  if (child == 0) {
+    ::close(channel[0]);
+    ScenarioFigures figures;
+    int status = 0;
+    try {
+      const Scenario scenario = load_scenario(file, overrides);
+      const auto start = std::chrono::steady_clock::now();
+      const SimulationResult result = simulate(simulation_inputs(scenario));
+      figures = {seconds_since(start), ns_to_seconds(result.end_time), static_cast<double>(result.events),
+                 static_cast<double>(result.completed), static_cast<double>(result.steps)};
+    } catch (const std::exception& error) {
+      fmt::print(stderr, "{}: {}\n", label, error.what());
+      status = 1;
+    }
+    const ssize_t written = ::write(channel[1], &figures, sizeof figures);
+    ::_exit(written == sizeof figures ? status : 1);
+  }
+  ::close(channel[1]);
+  ScenarioFigures figures;
+  const ssize_t got = ::read(channel[0], &figures, sizeof figures);
+  ::close(channel[0]);
+  int status = 0;
+  rusage usage{};
+  ::wait4(child, &status, 0, &usage);
+  if (got != sizeof figures || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fmt::print("{:<20} failed\n", label);
+    return;
+  }
+  fmt::print(
+      "{:<20} {:>7.3f} s wall  {:>8.0f} simulated s  {:>9.0f} sim-s/wall-s  {:>6.1f} MB peak  "
+      "{:.0f} requests  {:.0f} steps  {:.0f} events  {}\n",
+      label, figures.wall_s, figures.sim_time_s, figures.sim_time_s / figures.wall_s,
+      static_cast<double>(usage.ru_maxrss) / 1024.0, figures.completed, figures.steps, figures.events, goal);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto quick = std::make_shared<bool>(false);
+  CLI::App* bench =
+      app.add_subcommand("bench", "Print the simulator's speed figures (engine and shipped scenarios)");
+  bench->add_flag("--quick", *quick, "Shorter runs (first 600 s of each trace)");
+  bench->callback([quick] {
+    bench_engine(*quick ? 2'000'000 : 20'000'000, 4096);
+    const auto scenarios = home_directory() / "tools" / "scenarios";
+    std::vector<std::string> overrides{"outputs.expert_load=false"};
+    if (*quick) overrides.push_back("workload.duration_s=600");
+    bench_scenario("deepseek-v3 EP32", scenarios / "deepseek-v3-h800x32-azure-conv.json", overrides,
+                   "goal < 10 s, a few hundred MB");
+    bench_scenario("vidur llama-2-70b", scenarios / "llama2-70b-a100-tp2-azure-conv-vidur.json", overrides,
+                   "goal < 0.2 s, 50 MB (Vidur: ~19 s, 1.7 GB)");
+    bench_scenario("mixtral-8x7b", scenarios / "mixtral-8x7b-h100x8-azure-code.json", overrides, "");
+  });
+}
 
 }  // namespace moesim::cli

@@ -1,0 +1,181 @@
+#include "sim/config/scenario.hpp"
+
+#include <fmt/format.h>
+
+#include "sim/common/error.hpp"
+#include "sim/common/paths.hpp"
+
+namespace moesim {
+
+namespace {
+
+constexpr std::string_view kOverrideSource = "--set";
+
+// A catalogue entry given by name, by path, or inline as an object.
+template <typename Spec, typename ParseFn>
+Spec load_entry(const JsonReader& scenario, std::string_view key, std::string_view catalogue,
+                const std::filesystem::path& base, std::filesystem::path& resolved_file, ParseFn parse) {
+  const nlohmann::json& value = scenario.raw(key);
+  if (value.is_object()) return parse(JsonReader(value, scenario.source(), scenario.place(key)));
+  if (!value.is_string()) {
+    scenario.fail(key, fmt::format("expected a {} name, a path to a .json file or an object, got {}",
+                                   catalogue, describe_json(value)));
+  }
+  resolved_file = resolve_catalogue_entry(value.get<std::string>(), catalogue, base);
+  if (!std::filesystem::exists(resolved_file)) {
+    scenario.fail(key, fmt::format("no {} file {}", catalogue, resolved_file.string()));
+  }
+  const nlohmann::json document = JsonReader::parse_file(resolved_file);
+  return parse(JsonReader(document, resolved_file.string()));
+}
+
+}  // namespace
+
+void apply_override(nlohmann::json& document, std::string_view assignment) {
+  const auto equals = assignment.find('=');
+  if (equals == std::string_view::npos || equals == 0) {
+    throw InputError(kOverrideSource, assignment, "expected path.to.key=value");
+  }
+  const std::string_view path = assignment.substr(0, equals);
+  const std::string_view text = assignment.substr(equals + 1);
+  nlohmann::json value;
+  try {
+    value = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception&) {
+    value = std::string(text);
+  }
+  nlohmann::json* node = &document;
+  std::size_t start = 0;
+  for (;;) {
+    const auto dot = path.find('.', start);
+    const std::string key(
+        path.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    if (key.empty()) throw InputError(kOverrideSource, path, "empty key in the path");
+    if (!node->is_object()) {
+      throw InputError(
+          kOverrideSource, path,
+          fmt::format("cannot set \"{}\" inside {}, which is not an object", key, describe_json(*node)));
+    }
+    if (dot == std::string_view::npos) {
+      (*node)[key] = std::move(value);
+      return;
+    }
+    node = &(*node)[key];
+    if (node->is_null()) *node = nlohmann::json::object();
+    start = dot + 1;
+  }
+}
+
+Scenario load_scenario(const std::filesystem::path& file, const std::vector<std::string>& overrides,
+                       std::optional<std::uint64_t> seed) {
+  Scenario scenario;
+  scenario.file = file;
+  scenario.document = JsonReader::parse_file(file);
+  for (const auto& assignment : overrides)
+    apply_override(scenario.document, assignment);
+  const std::filesystem::path base = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  const JsonReader reader(scenario.document, file.string());
+
+  if (reader.has("schema_version") && reader.integer("schema_version") != 1) {
+    reader.fail("schema_version", "this moesim reads scenario schema version 1");
+  }
+  scenario.name = reader.string("name", file.stem().string());
+  scenario.description = reader.string("description", "");
+  scenario.model = load_entry<ModelSpec>(reader, "model", "models", base, scenario.model_file,
+                                         [](const JsonReader& r) { return parse_model(r); });
+  scenario.cluster =
+      load_entry<ClusterSpec>(reader, "cluster", "topologies/clusters", base, scenario.cluster_file,
+                              [](const JsonReader& r) { return parse_cluster(r.json(), r.source()); });
+  if (reader.has("gpu")) {
+    scenario.gpu = load_entry<GpuSpec>(reader, "gpu", "topologies/gpus", base, scenario.gpu_file,
+                                       [](const JsonReader& r) { return parse_gpu(r); });
+  } else {
+    scenario.gpu_file = resolve_catalogue_entry(scenario.cluster.gpu, "topologies/gpus", base);
+    scenario.gpu = load_gpu(scenario.gpu_file);
+  }
+  scenario.deployment = parse_deployment(reader.object("deployment"));
+  scenario.workload = parse_workload(reader.object("workload"), base);
+  if (auto router = reader.optional_object("router")) {
+    scenario.router = parse_router(*router, base);
+  } else if (scenario.model.is_moe()) {
+    reader.fail("router", "an MoE model needs a router object, e.g. {\"kind\": \"uniform\"}");
+  }
+  if (auto capacity = reader.optional_object("capacity")) scenario.capacity = parse_capacity(*capacity);
+  if (auto network = reader.optional_object("network")) {
+    scenario.network = parse_network_params(*network);
+  } else {
+    const nlohmann::json empty = nlohmann::json::object();
+    scenario.network = parse_network_params(JsonReader(empty, file.string(), "network"));
+  }
+  if (auto cost = reader.optional_object("cost")) {
+    if (cost->has("profile")) {
+      scenario.profile_file = resolve_user_path(cost->string("profile"), base);
+      scenario.profile = load_profile(scenario.profile_file);
+    }
+    cost->finish();
+  }
+  const auto seed_value = reader.non_negative_integer("seed", 1);
+  scenario.seed = seed.value_or(static_cast<std::uint64_t>(seed_value));
+  if (auto stop = reader.optional_object("stop")) {
+    if (stop->has("time_limit_s")) scenario.time_limit_s = stop->positive_number("time_limit_s");
+    stop->finish();
+  }
+  if (auto outputs = reader.optional_object("outputs")) {
+    if (outputs->has("report")) scenario.outputs.report = resolve_user_path(outputs->string("report"), base);
+    scenario.outputs.timeseries_window_s = outputs->positive_number("timeseries_window_s", 60);
+    scenario.outputs.expert_load = outputs->boolean("expert_load", true);
+    outputs->finish();
+  }
+  reader.finish();
+
+  validate_layout(scenario.deployment.layout, scenario.model, file.string() + ": deployment.parallel");
+  if (scenario.model.is_moe() && scenario.deployment.layout.redundant_experts > 0) {
+    throw InputError(
+        file.string(), "deployment.parallel.redundant_experts",
+        "redundant expert slots need EPLB placement, which this version does not model yet; use 0");
+  }
+  // Fails early, naming the deployment, when the weights do not fit.
+  plan_memory(scenario.model, scenario.gpu, scenario.deployment.layout,
+              scenario.deployment.gpu_memory_utilization, scenario.deployment.activation_reserve_bytes,
+              file.string() + ": deployment");
+  return scenario;
+}
+
+nlohmann::json resolved_json(const Scenario& scenario) {
+  nlohmann::json resolved;
+  resolved["file"] = scenario.file.string();
+  resolved["document"] = scenario.document;
+  resolved["name"] = scenario.name;
+  resolved["model"] = to_json(scenario.model);
+  resolved["gpu"] = to_json(scenario.gpu);
+  resolved["cluster"] = to_json(scenario.cluster);
+  resolved["deployment"] = to_json(scenario.deployment);
+  resolved["workload"] = to_json(scenario.workload);
+  if (scenario.model.is_moe()) {
+    resolved["router"] = to_json(scenario.router);
+    resolved["capacity"] = to_json(scenario.capacity);
+  }
+  resolved["network"] = to_json(scenario.network);
+  resolved["calibration_profile"] = scenario.profile ? to_json(*scenario.profile) : nlohmann::json(nullptr);
+  resolved["seed"] = scenario.seed;
+  return resolved;
+}
+
+SimulationInputs simulation_inputs(const Scenario& scenario) {
+  SimulationInputs inputs;
+  inputs.model = &scenario.model;
+  inputs.gpu = &scenario.gpu;
+  inputs.cluster = &scenario.cluster;
+  inputs.deployment = &scenario.deployment;
+  inputs.workload = &scenario.workload;
+  inputs.router = &scenario.router;
+  inputs.capacity = &scenario.capacity;
+  inputs.network = &scenario.network;
+  inputs.profile = scenario.profile ? &*scenario.profile : nullptr;
+  inputs.seed = scenario.seed;
+  inputs.timeseries_window = seconds_to_ns(scenario.outputs.timeseries_window_s);
+  if (scenario.time_limit_s) inputs.time_limit = seconds_to_ns(*scenario.time_limit_s);
+  return inputs;
+}
+
+}  // namespace moesim

@@ -1,0 +1,118 @@
+#include "sim/report/report.hpp"
+
+#include <algorithm>
+
+namespace moesim {
+
+namespace {
+
+double ratio(double numerator, double denominator) {
+  return denominator > 0 ? numerator / denominator : 0.0;
+}
+
+nlohmann::json latency(const Histogram& histogram) {
+  nlohmann::json summary = histogram.summary();
+  summary.erase("count");
+  return summary;
+}
+
+nlohmann::json imbalance(const Histogram& histogram) {
+  return {{"mean", histogram.mean()}, {"p99", histogram.quantile(0.99)}, {"max", histogram.max()}};
+}
+
+}  // namespace
+
+nlohmann::json build_report(const Scenario& scenario, const SimulationResult& result,
+                            const SimulatorCost& cost) {
+  nlohmann::json report;
+  report["schema_version"] = kReportSchemaVersion;
+  report["scenario"] = resolved_json(scenario);
+
+  const double makespan_s =
+      ns_to_seconds(std::max<SimTime>(0, result.last_completion - result.first_arrival));
+  nlohmann::json summary;
+  summary["requests"] = {{"arrived", result.arrived},
+                         {"completed", result.completed},
+                         {"rejected", result.rejected},
+                         {"unfinished", result.arrived - result.completed - result.rejected},
+                         {"preemptions", result.preemptions}};
+  summary["throughput"] = {
+      {"input_tokens_per_s", ratio(static_cast<double>(result.completed_input_tokens), makespan_s)},
+      {"output_tokens_per_s", ratio(static_cast<double>(result.completed_output_tokens), makespan_s)},
+      {"requests_per_s", ratio(static_cast<double>(result.completed), makespan_s)},
+      {"makespan_s", makespan_s},
+      {"cached_prompt_tokens", result.cached_prompt_tokens}};
+  summary["ttft_s"] = latency(result.ttft_s);
+  summary["tpot_s"] = latency(result.tpot_s);
+  summary["e2e_s"] = latency(result.e2e_s);
+  summary["queue_s"] = latency(result.queue_s);
+  const auto gpus = scenario.deployment.instances * result.gpus_per_instance;
+  summary["gpus"] = gpus;
+  summary["output_tokens_per_s_per_gpu"] =
+      ratio(static_cast<double>(result.completed_output_tokens), makespan_s) / std::max(1, gpus);
+  report["summary"] = std::move(summary);
+
+  report["steps"] = {{"count", result.steps},
+                     {"duration_s", latency(result.step_s)},
+                     {"busy_s",
+                      {{"total", result.busy.total_s},
+                       {"attention_and_dense", result.busy.attention_s},
+                       {"experts", result.busy.expert_s},
+                       {"dispatch", result.busy.dispatch_s},
+                       {"combine", result.busy.combine_s},
+                       {"tp_allreduce", result.busy.tp_allreduce_s},
+                       {"overhead", result.busy.overhead_s}}}};
+
+  nlohmann::json moe;
+  if (result.moe) {
+    const MoeLoadMetrics& load = *result.moe;
+    moe["capacity_factor"] = to_json(scenario.capacity)["capacity_factor"];
+    moe["policy"] = to_json(scenario.capacity)["policy"];
+    moe["total_assignments"] = load.assignments();
+    moe["dropped_assignments"] = load.dropped();
+    moe["drop_rate"] = ratio(static_cast<double>(load.dropped()), static_cast<double>(load.assignments()));
+    moe["tokens_fully_dropped"] = load.tokens_fully_dropped();
+    moe["imbalance"] = {{"expert_max_over_mean", imbalance(load.expert_imbalance())},
+                        {"rank_max_over_mean", imbalance(load.rank_imbalance())}};
+    moe["layers"] = load.layers_json(scenario.outputs.expert_load);
+    moe["ranks"] = load.ranks_json();
+  } else {
+    moe = nullptr;
+  }
+  report["moe"] = std::move(moe);
+
+  report["network"] = {{"dispatch_s", result.busy.dispatch_s},
+                       {"combine_s", result.busy.combine_s},
+                       {"tp_allreduce_s", result.busy.tp_allreduce_s},
+                       {"bytes", result.busy.network_bytes}};
+  const MemoryPlan& memory = result.memory;
+  report["memory"] = {{"per_gpu_bytes",
+                       {{"hbm", memory.hbm_bytes},
+                        {"weights", memory.weight_bytes},
+                        {"expert_weights", memory.expert_weight_bytes},
+                        {"activation_reserve", memory.activation_reserve_bytes},
+                        {"kv_cache", memory.kv_cache_bytes}}},
+                      {"kv_bytes_per_token_per_gpu", memory.kv_bytes_per_token},
+                      {"kv_token_capacity_per_attention_rank", memory.kv_token_capacity}};
+  report["cost_model"] = result.cost_model;
+  report["timeseries"] = result.timeseries.to_json();
+
+  const double wall_s = cost.reproducible ? 0.0 : cost.wall_s;
+  const double sim_time_s = ns_to_seconds(result.end_time);
+  report["simulator"] = {
+      {"wall_s", wall_s},
+      {"events", result.events},
+      {"events_per_s", wall_s > 0 ? static_cast<double>(result.events) / wall_s : 0.0},
+      {"steps", result.steps},
+      {"sim_time_s", sim_time_s},
+      {"sim_seconds_per_wall_second", wall_s > 0 ? sim_time_s / wall_s : 0.0},
+      {"peak_rss_bytes", cost.reproducible ? 0 : cost.peak_rss_bytes},
+  };
+  return report;
+}
+
+std::string render_report(const nlohmann::json& report) {
+  return report.dump(2) + "\n";
+}
+
+}  // namespace moesim

@@ -1,0 +1,104 @@
+#include "sim/serving/deployment.hpp"
+
+#include <limits>
+
+namespace moesim {
+
+namespace {
+
+Precision parse_precision(const JsonReader& reader, std::string_view key, Precision fallback) {
+  const std::string fallback_name = fallback == Precision::fp8   ? "fp8"
+                                    : fallback == Precision::fp4 ? "fp4"
+                                                                 : "bf16";
+  const std::string name = reader.choice(key, {"bf16", "fp8", "fp4"}, fallback_name);
+  return name == "fp8" ? Precision::fp8 : name == "fp4" ? Precision::fp4 : Precision::bf16;
+}
+
+double bytes_of(Precision precision) {
+  switch (precision) {
+    case Precision::fp8:
+      return 1.0;
+    case Precision::fp4:
+      return 0.5;
+    default:
+      return 2.0;
+  }
+}
+
+Precision precision_of_bytes(double bytes) {
+  return bytes <= 0.5 ? Precision::fp4 : bytes <= 1.0 ? Precision::fp8 : Precision::bf16;
+}
+
+int bounded_int(const JsonReader& reader, std::string_view key, std::int64_t fallback) {
+  const auto value = reader.positive_integer(key, fallback);
+  if (value > std::numeric_limits<int>::max()) reader.fail(key, "value is too large");
+  return static_cast<int>(value);
+}
+
+}  // namespace
+
+DeploymentSpec parse_deployment(const JsonReader& reader) {
+  DeploymentSpec spec;
+  spec.instances = bounded_int(reader, "instances", 1);
+  if (auto parallel = reader.optional_object("parallel")) spec.layout = parse_parallel_layout(*parallel);
+  if (auto scheduler = reader.optional_object("scheduler")) {
+    spec.scheduler.max_sequences = bounded_int(*scheduler, "max_sequences", spec.scheduler.max_sequences);
+    spec.scheduler.max_batched_tokens =
+        bounded_int(*scheduler, "max_batched_tokens", spec.scheduler.max_batched_tokens);
+    spec.scheduler.chunked_prefill = scheduler->boolean("chunked_prefill", spec.scheduler.chunked_prefill);
+    spec.scheduler.kv_block_tokens =
+        bounded_int(*scheduler, "kv_block_tokens", spec.scheduler.kv_block_tokens);
+    spec.scheduler.prefix_caching = scheduler->boolean("prefix_caching", spec.scheduler.prefix_caching);
+    scheduler->finish();
+  }
+  spec.gpu_memory_utilization = reader.number("gpu_memory_utilization", spec.gpu_memory_utilization);
+  if (!(spec.gpu_memory_utilization > 0 && spec.gpu_memory_utilization <= 1)) {
+    reader.fail("gpu_memory_utilization", "expected a number in (0, 1]");
+  }
+  spec.activation_reserve_bytes =
+      reader.non_negative_number("activation_reserve_GB", spec.activation_reserve_bytes / 1e9) * 1e9;
+  spec.load_balancer = reader.choice("load_balancer", {"least_outstanding", "round_robin"},
+                                     "least_outstanding") == "round_robin"
+                           ? LoadBalancerPolicy::round_robin
+                           : LoadBalancerPolicy::least_outstanding;
+  if (auto placement = reader.optional_object("placement")) spec.placement = parse_placement(*placement);
+  if (auto precision = reader.optional_object("precision")) {
+    spec.step.weight_precision = parse_precision(*precision, "weights", spec.step.weight_precision);
+    spec.step.expert_precision = parse_precision(*precision, "experts", spec.step.expert_precision);
+    spec.step.dispatch_bytes_per_element = bytes_of(
+        parse_precision(*precision, "dispatch", precision_of_bytes(spec.step.dispatch_bytes_per_element)));
+    spec.step.combine_bytes_per_element = bytes_of(
+        parse_precision(*precision, "combine", precision_of_bytes(spec.step.combine_bytes_per_element)));
+    precision->finish();
+  }
+  spec.step.kernels_per_layer =
+      static_cast<int>(reader.non_negative_integer("kernels_per_layer", spec.step.kernels_per_layer));
+  reader.finish();
+  return spec;
+}
+
+nlohmann::json to_json(const DeploymentSpec& spec) {
+  return {
+      {"instances", spec.instances},
+      {"parallel", to_json(spec.layout)},
+      {"scheduler",
+       {{"max_sequences", spec.scheduler.max_sequences},
+        {"max_batched_tokens", spec.scheduler.max_batched_tokens},
+        {"chunked_prefill", spec.scheduler.chunked_prefill},
+        {"kv_block_tokens", spec.scheduler.kv_block_tokens},
+        {"prefix_caching", spec.scheduler.prefix_caching}}},
+      {"gpu_memory_utilization", spec.gpu_memory_utilization},
+      {"activation_reserve_GB", spec.activation_reserve_bytes / 1e9},
+      {"load_balancer",
+       spec.load_balancer == LoadBalancerPolicy::round_robin ? "round_robin" : "least_outstanding"},
+      {"placement", to_json(spec.placement)},
+      {"precision",
+       {{"weights", precision_name(spec.step.weight_precision)},
+        {"experts", precision_name(spec.step.expert_precision)},
+        {"dispatch", precision_name(precision_of_bytes(spec.step.dispatch_bytes_per_element))},
+        {"combine", precision_name(precision_of_bytes(spec.step.combine_bytes_per_element))}}},
+      {"kernels_per_layer", spec.step.kernels_per_layer},
+  };
+}
+
+}  // namespace moesim

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "sim/common/json_reader.hpp"
+#include "sim/hardware/memory.hpp"
+#include "sim/moe/placement.hpp"
+#include "sim/serving/scheduler.hpp"
+#include "sim/serving/step_cost.hpp"
+
+namespace moesim {
+
+enum class LoadBalancerPolicy { least_outstanding, round_robin };
+
+// How the model is deployed on the cluster: identical instances side by side,
+// each on its own consecutive GPUs.
+struct DeploymentSpec {
+  int instances = 1;
+  ParallelLayout layout;
+  SchedulerSpec scheduler;
+  double gpu_memory_utilization = 0.9;
+  double activation_reserve_bytes = 4e9;
+  LoadBalancerPolicy load_balancer = LoadBalancerPolicy::least_outstanding;
+  PlacementSpec placement;
+  StepCostOptions step;
+};
+
+// Reads the scenario's "deployment" object:
+// {"instances", "parallel": {attention_tp, attention_dp, expert_ep, expert_tp, redundant_experts},
+//  "scheduler": {max_sequences, max_batched_tokens, chunked_prefill, kv_block_tokens, prefix_caching},
+//  "gpu_memory_utilization", "activation_reserve_GB", "load_balancer", "placement": {kind},
+//  "precision": {weights, experts, dispatch, combine}, "kernels_per_layer"}
+DeploymentSpec parse_deployment(const JsonReader& reader);
+nlohmann::json to_json(const DeploymentSpec& spec);
+
+}  // namespace moesim

@@ -1,0 +1,128 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <unordered_map>
+#include <vector>
+
+#include "sim/common/time.hpp"
+#include "sim/workload/request.hpp"
+
+namespace moesim {
+
+struct SchedulerSpec {
+  std::int32_t max_sequences = 256;        // running sequences per attention DP rank
+  std::int32_t max_batched_tokens = 8192;  // tokens per step per attention DP rank
+  bool chunked_prefill = true;             // split long prompts over steps
+  std::int32_t kv_block_tokens = 16;       // KV-cache allocation unit
+  bool prefix_caching = true;              // reuse KV blocks named by the trace's block ids
+};
+
+// What one attention DP rank computes in one step, in the aggregates the cost
+// model needs (so costing a step is O(1) in the batch size).
+struct BatchShape {
+  std::int64_t decode_sequences = 0;         // one new token each
+  std::int64_t decode_context = 0;           // sum over decodes of the tokens attended to
+  std::int64_t decode_windowed_context = 0;  // same, each capped at the sliding window
+  std::int64_t prefill_tokens = 0;           // prompt tokens computed this step
+  double prefill_pairs = 0;                  // causal (query, key) pairs of the prefill chunks
+  double prefill_windowed_pairs = 0;         // same, keys limited to the sliding window
+  std::int64_t prefill_context_read = 0;     // KV tokens read from earlier chunks and cached prefixes
+  std::int64_t logits = 0;                   // tokens that produce logits (decodes + finishing prefills)
+
+  std::int64_t tokens() const { return decode_sequences + prefill_tokens; }
+  bool empty() const { return tokens() == 0; }
+};
+
+// Timestamps of one finished request, handed to the metrics.
+struct FinishedRequest {
+  std::uint64_t id = 0;
+  SimTime arrival = 0;
+  SimTime first_scheduled = 0;
+  SimTime first_token = 0;
+  SimTime finished = 0;
+  std::int32_t input_tokens = 0;
+  std::int32_t output_tokens = 0;
+  std::int32_t cached_prompt_tokens = 0;
+  std::int32_t preemptions = 0;
+  std::int32_t traffic_class = 0;
+};
+
+// Receives per-request milestones as steps complete.
+class RequestObserver {
+ public:
+  virtual ~RequestObserver() = default;
+  virtual void on_first_token(const FinishedRequest& request) = 0;  // finished field unset
+  virtual void on_finished(const FinishedRequest& request) = 0;
+  virtual void on_rejected(const Request& request, SimTime now) = 0;
+  virtual void on_preempted(SimTime now) = 0;
+};
+
+// Continuous batching for one attention DP rank (in the manner of vLLM's scheduler):
+// each step first serves running sequences (one decode token each, or the next
+// prefill chunk), then admits waiting requests FIFO while the sequence budget,
+// the token budget and free KV blocks allow. When a running sequence needs a KV
+// block and none is free, the most recently admitted sequence is preempted and
+// later recomputed (its prompt plus the tokens it had generated).
+class BatchScheduler {
+ public:
+  BatchScheduler(const SchedulerSpec& spec, std::int64_t kv_token_capacity, std::int32_t prefix_block_tokens,
+                 std::int32_t sliding_window);
+
+  // Queues a request. One that can never run (its prompt and output exceed the KV
+  // cache, or its prompt exceeds the step budget without chunked prefill) is rejected.
+  void enqueue(Request request, SimTime now, RequestObserver& observer);
+  // Chooses the next step's work. Call complete_step() before the next plan_step().
+  const BatchShape& plan_step(SimTime now, RequestObserver& observer);
+  // Applies the planned step, which ended at `now`.
+  void complete_step(SimTime now, RequestObserver& observer);
+
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  std::size_t running() const { return running_.size(); }
+  std::size_t waiting() const { return waiting_.size(); }
+  std::size_t outstanding() const { return running_.size() + waiting_.size(); }
+  double kv_utilization() const;
+  std::int64_t kv_blocks_total() const { return total_blocks_; }
+
+ private:
+  struct Sequence {
+    Request request;
+    SimTime first_scheduled = -1;
+    SimTime first_token = -1;
+    std::int32_t prompt_target =
+        0;  // tokens to prefill: the prompt, plus generated tokens after a preemption
+    std::int32_t prefilled = 0;
+    std::int32_t generated = 0;
+    std::int32_t blocks = 0;
+    std::int32_t cached_tokens = 0;
+    std::int32_t preemptions = 0;
+    std::int32_t scheduled_tokens = 0;  // this step
+  };
+
+  std::int32_t blocks_for(std::int64_t tokens) const;
+  bool reserve_blocks(Sequence& sequence, std::int64_t tokens_needed, std::size_t self_index,
+                      RequestObserver& observer, SimTime now);
+  void preempt_last(RequestObserver& observer, SimTime now);
+  void release(Sequence& sequence);
+  std::int32_t cached_prefix_tokens(const Sequence& sequence);
+  void remember_prefix(const Sequence& sequence);
+  void trim_prefix_cache();
+  void add_prefill(Sequence& sequence, std::int32_t chunk);
+  FinishedRequest milestones(const Sequence& sequence) const;
+
+  SchedulerSpec spec_;
+  std::int64_t total_blocks_;
+  std::int64_t free_blocks_;
+  std::int32_t prefix_block_tokens_;
+  std::int32_t sliding_window_;
+  std::vector<Sequence> running_;  // in admission order
+  std::deque<Sequence> waiting_;
+  BatchShape shape_;
+  // Prefix cache: block ids whose KV sits in free blocks, least recently used first.
+  // Its size never exceeds the free blocks: allocation evicts from the front.
+  std::list<std::uint64_t> prefix_lru_;
+  std::unordered_map<std::uint64_t, std::list<std::uint64_t>::iterator> prefix_index_;
+};
+
+}  // namespace moesim

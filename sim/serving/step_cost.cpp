@@ -1,0 +1,231 @@
+#include "sim/serving/step_cost.hpp"
+
+#include <algorithm>
+
+#include "sim/common/error.hpp"
+#include "sim/network/collectives.hpp"
+
+namespace moesim {
+
+double TensorParallelAllReduce::seconds(double bytes) const {
+  return ring_all_reduce_time(graph_, gpus_, bytes, params_);
+}
+
+StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layout, const CostModel& cost,
+                             Router* router, const ExpertPlacement* placement, const CapacitySpec& capacity,
+                             const ExpertParallelComm* expert_comm,
+                             const TensorParallelAllReduce* tp_allreduce, const StepCostOptions& options,
+                             MoeLoadMetrics* moe_metrics)
+    : model_(model),
+      layout_(layout),
+      cost_(cost),
+      router_(router),
+      expert_comm_(expert_comm),
+      tp_allreduce_(tp_allreduce),
+      options_(options),
+      moe_metrics_(moe_metrics) {
+  const int tp = layout_.attention_tp;
+  if (model_.attention == AttentionKind::mla) {
+    // The MLA latent is replicated on every GPU of an attention rank.
+    kv_bytes_per_token_per_layer_per_gpu_ = model_.derived.kv_bytes_per_token_per_layer;
+  } else {
+    const int heads_per_gpu = std::max(1, model_.kv_heads / tp);
+    kv_bytes_per_token_per_layer_per_gpu_ =
+        model_.derived.kv_bytes_per_token_per_layer * heads_per_gpu / static_cast<double>(model_.kv_heads);
+  }
+  if (model_.is_moe()) {
+    if (router_ == nullptr || placement == nullptr || moe_metrics_ == nullptr) {
+      throw InternalError("an MoE model needs a router, a placement and MoE metrics");
+    }
+    evaluator_ = std::make_unique<MoeLayerEvaluator>(*placement, capacity, model_.experts, model_.top_k);
+    expert_hidden_ = model_.hidden;
+    expert_ffn_per_gpu_ = static_cast<double>(model_.expert_intermediate) / layout_.expert_tp;
+    expert_counts_.assign(static_cast<std::size_t>(model_.experts), 0);
+    tokens_from_rank_.assign(static_cast<std::size_t>(layout_.expert_ep), 0.0);
+    assignments_to_rank_.assign(static_cast<std::size_t>(layout_.expert_ep), 0.0);
+    rank_busy_s_.assign(static_cast<std::size_t>(layout_.expert_ep), 0.0);
+    rank_kept_.assign(static_cast<std::size_t>(layout_.expert_ep), 0);
+    slots_per_rank_ = placement->slots_per_rank();
+    // Per-expert GEMM times by token count, up to the largest step of one instance.
+    const std::int64_t max_step_tokens = std::int64_t{options_.max_step_tokens};
+    expert_cost_.emplace(cost_.expert_cost_table(expert_hidden_, expert_ffn_per_gpu_,
+                                                 options_.expert_precision, max_step_tokens));
+    // Assumption (moesim's simplification for speed): the SiLU-and-multiply kernel of a
+    // rank costs its large-size bandwidth rate per assignment, without a per-kernel floor.
+    constexpr double kReferenceAssignments = 1e6;
+    silu_seconds_per_assignment_ =
+        cost_.memory_seconds(kReferenceAssignments * 6.0 * expert_ffn_per_gpu_) / kReferenceAssignments;
+  }
+}
+
+double StepCostModel::attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const {
+  if (shape.empty()) return 0.0;
+  const double tp = layout_.attention_tp;
+  const double tokens = static_cast<double>(shape.tokens());
+  const auto& derived = model_.derived;
+  double seconds = cost_.gemm_seconds(tokens, derived.attention_params_per_layer / model_.hidden / tp,
+                                      model_.hidden, options_.weight_precision);
+  if (shape.decode_sequences > 0) {
+    const double keys =
+        static_cast<double>(sliding_window_layer ? shape.decode_windowed_context : shape.decode_context);
+    seconds += cost_.attention_decode_seconds(static_cast<double>(shape.decode_sequences),
+                                              keys * kv_bytes_per_token_per_layer_per_gpu_,
+                                              keys * derived.attention_core_flops_per_key_decode / tp);
+  }
+  if (shape.prefill_tokens > 0) {
+    const double pairs = sliding_window_layer ? shape.prefill_windowed_pairs : shape.prefill_pairs;
+    const double kv_bytes = static_cast<double>(shape.prefill_context_read + shape.prefill_tokens) *
+                            kv_bytes_per_token_per_layer_per_gpu_;
+    seconds +=
+        cost_.attention_prefill_seconds(pairs * derived.attention_core_flops_per_key_prefill / tp, kv_bytes);
+  }
+  return seconds;
+}
+
+double StepCostModel::dense_ffn_rank_seconds(const BatchShape& shape) const {
+  if (shape.empty() || model_.dense_intermediate == 0) return 0.0;
+  return cost_.gemm_seconds(static_cast<double>(shape.tokens()),
+                            model_.derived.dense_ffn_params_per_layer / model_.hidden / layout_.attention_tp,
+                            model_.hidden, options_.weight_precision);
+}
+
+double StepCostModel::moe_dense_part_rank_seconds(const BatchShape& shape) const {
+  if (shape.empty()) return 0.0;
+  const double tokens = static_cast<double>(shape.tokens());
+  double seconds = cost_.gemm_seconds(tokens, model_.experts, model_.hidden, options_.weight_precision);
+  if (model_.shared_experts > 0) {
+    seconds += cost_.gemm_seconds(
+        tokens,
+        model_.derived.shared_expert_params * model_.shared_experts / model_.hidden / layout_.attention_tp,
+        model_.hidden, options_.weight_precision);
+  }
+  return seconds;
+}
+
+double StepCostModel::lm_head_rank_seconds(const BatchShape& shape) const {
+  if (shape.logits == 0) return 0.0;
+  return cost_.gemm_seconds(static_cast<double>(shape.logits),
+                            static_cast<double>(model_.vocab) / layout_.attention_tp, model_.hidden,
+                            options_.weight_precision);
+}
+
+double StepCostModel::allreduce_seconds(std::int64_t tokens) const {
+  if (tp_allreduce_ == nullptr || layout_.attention_tp == 1 || tokens == 0) return 0.0;
+  return tp_allreduce_->seconds(static_cast<double>(tokens) * model_.hidden *
+                                options_.activation_bytes_per_element);
+}
+
+StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
+  StepTiming timing;
+  double attention_full = 0, attention_window = 0;  // slowest DP rank, per layer kind
+  double with_dense_ffn_full = 0, with_dense_ffn_window = 0;
+  double with_moe_dense_full = 0, with_moe_dense_window = 0;
+  double lm_head = 0;
+  std::int64_t total_tokens = 0, largest_rank_tokens = 0;
+  const bool has_window_layers = model_.derived.sliding_window_layer_count > 0;
+  for (std::size_t d = 0; d < shapes.size(); ++d) {
+    const BatchShape& shape = shapes[d];
+    const double full = attention_rank_seconds(shape, false);
+    const double window = has_window_layers ? attention_rank_seconds(shape, true) : full;
+    const double dense_ffn = dense_ffn_rank_seconds(shape);
+    const double moe_dense = model_.is_moe() ? moe_dense_part_rank_seconds(shape) : 0.0;
+    attention_full = std::max(attention_full, full);
+    attention_window = std::max(attention_window, window);
+    with_dense_ffn_full = std::max(with_dense_ffn_full, full + dense_ffn);
+    with_dense_ffn_window = std::max(with_dense_ffn_window, window + dense_ffn);
+    with_moe_dense_full = std::max(with_moe_dense_full, full + moe_dense);
+    with_moe_dense_window = std::max(with_moe_dense_window, window + moe_dense);
+    lm_head = std::max(lm_head, lm_head_rank_seconds(shape));
+    total_tokens += shape.tokens();
+    largest_rank_tokens = std::max(largest_rank_tokens, shape.tokens());
+  }
+  if (total_tokens == 0) return timing;
+
+  if (model_.is_moe() && layout_.expert_ep > 1) {
+    std::fill(tokens_from_rank_.begin(), tokens_from_rank_.end(), 0.0);
+    // Assumption (as in vLLM's and SGLang's expert parallelism with attention TP): each
+    // GPU of an attention rank dispatches an equal share of the rank's tokens.
+    const auto tp = static_cast<std::size_t>(layout_.attention_tp);
+    for (std::size_t d = 0; d < shapes.size(); ++d) {
+      const double share = static_cast<double>(shapes[d].tokens()) / static_cast<double>(tp);
+      for (std::size_t g = d * tp; g < (d + 1) * tp; ++g) {
+        tokens_from_rank_[g / static_cast<std::size_t>(layout_.expert_tp)] += share;
+      }
+    }
+  }
+
+  const double allreduce = allreduce_seconds(largest_rank_tokens);
+  const double launches = cost_.launch_seconds(options_.kernels_per_layer);
+  int moe_layer = 0;
+  for (int layer = 0; layer < model_.layers; ++layer) {
+    const bool window =
+        has_window_layers && model_.layer_uses_sliding_window[static_cast<std::size_t>(layer)] != 0;
+    timing.overhead_s += launches;
+    timing.tp_allreduce_s += 2 * allreduce;
+    if (!model_.is_moe() || !model_.is_moe_layer(layer)) {
+      timing.attention_s += window ? with_dense_ffn_window : with_dense_ffn_full;
+      continue;
+    }
+    timing.attention_s += window ? with_moe_dense_window : with_moe_dense_full;
+
+    router_->sample_counts(moe_layer, total_tokens, expert_counts_);
+    const MoeLayerResult& result = evaluator_->evaluate(total_tokens, expert_counts_);
+    double slowest = 0;
+    int straggler = 0;
+    for (std::size_t r = 0; r < rank_busy_s_.size(); ++r) {
+      // Each expert slot runs its own GEMMs (weights read once per slot), so a rank with
+      // more active experts is slower at the same token count.
+      double busy = 0;
+      const std::int32_t* slot_tokens =
+          result.kept_per_slot.data() + r * static_cast<std::size_t>(slots_per_rank_);
+      for (int s = 0; s < slots_per_rank_; ++s)
+        busy += expert_cost_->seconds(slot_tokens[s]);
+      const auto kept = result.kept_per_rank[r];
+      busy += static_cast<double>(kept) * silu_seconds_per_assignment_;
+      rank_busy_s_[r] = busy;
+      rank_kept_[r] = static_cast<std::int32_t>(kept);
+      if (busy > slowest) {
+        slowest = busy;
+        straggler = static_cast<int>(r);
+      }
+      assignments_to_rank_[r] = static_cast<double>(kept);
+    }
+    timing.expert_s += slowest;
+    // Permute before and un-permute after the experts: each kept pair's activations are read and written.
+    timing.overhead_s +=
+        cost_.memory_seconds(4.0 * static_cast<double>(rank_kept_[static_cast<std::size_t>(straggler)]) *
+                             expert_hidden_ * options_.activation_bytes_per_element);
+    if (expert_comm_ != nullptr && layout_.expert_ep > 1) {
+      EpTraffic traffic;
+      traffic.tokens_from_rank = tokens_from_rank_;
+      traffic.assignments_to_rank = assignments_to_rank_;
+      traffic.top_k = model_.top_k;
+      traffic.bytes_per_token = expert_hidden_ * options_.dispatch_bytes_per_element;
+      timing.dispatch_s += expert_comm_->dispatch_seconds(traffic);
+      timing.network_bytes += expert_comm_->bytes(traffic);
+      traffic.bytes_per_token = expert_hidden_ * options_.combine_bytes_per_element;
+      timing.combine_s += expert_comm_->combine_seconds(traffic);
+      timing.network_bytes += expert_comm_->bytes(traffic);
+    }
+
+    MoeLayerSample sample;
+    sample.layer = moe_layer;
+    sample.assignments = result.assignments;
+    sample.dropped = result.dropped_assignments;
+    sample.tokens_fully_dropped = result.tokens_fully_dropped;
+    sample.expert_max_over_mean = result.expert_imbalance();
+    sample.rank_max_over_mean = result.rank_imbalance();
+    sample.straggler_rank = straggler;
+    sample.expert_demand = expert_counts_;
+    sample.rank_assignments = rank_kept_;
+    sample.rank_busy_s = rank_busy_s_;
+    moe_metrics_->record(sample);
+    ++moe_layer;
+  }
+  timing.attention_s += lm_head;
+  timing.total_s = timing.attention_s + timing.expert_s + timing.dispatch_s + timing.combine_s +
+                   timing.tp_allreduce_s + timing.overhead_s;
+  return timing;
+}
+
+}  // namespace moesim

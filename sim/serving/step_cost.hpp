@@ -1,0 +1,106 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "sim/cost/cost_model.hpp"
+#include "sim/hardware/memory.hpp"
+#include "sim/metrics/moe_load.hpp"
+#include "sim/model/model_spec.hpp"
+#include "sim/moe/capacity.hpp"
+#include "sim/moe/layer_evaluator.hpp"
+#include "sim/moe/placement.hpp"
+#include "sim/network/expert_parallel_comm.hpp"
+#include "sim/network/network_params.hpp"
+#include "sim/router/router.hpp"
+#include "sim/serving/scheduler.hpp"
+#include "sim/topology/cluster_graph.hpp"
+
+namespace moesim {
+
+// Where one step's time went, summed over layers (seconds of the step's critical path).
+struct StepTiming {
+  double total_s = 0;
+  double attention_s = 0;     // projections, attention core, dense FFN, shared experts, lm head
+  double expert_s = 0;        // routed experts on the straggler rank
+  double dispatch_s = 0;      // all-to-all towards the experts
+  double combine_s = 0;       // all-to-all back
+  double tp_allreduce_s = 0;  // tensor-parallel reductions
+  double overhead_s = 0;      // kernel launches, permute/unpermute traffic
+  double network_bytes = 0;   // all-to-all bytes put on the wire (dispatch + combine)
+};
+
+// Ring all-reduce of one tensor-parallel group on the cluster graph.
+class TensorParallelAllReduce {
+ public:
+  TensorParallelAllReduce(const ClusterGraph& graph, std::vector<int> gpus, const NetworkParams& params)
+      : graph_(graph), gpus_(std::move(gpus)), params_(params) {}
+  double seconds(double bytes) const;
+
+ private:
+  const ClusterGraph& graph_;
+  std::vector<int> gpus_;
+  NetworkParams params_;
+};
+
+// Data-type choices of the deployment that the cost of a step depends on.
+struct StepCostOptions {
+  Precision weight_precision = Precision::bf16;
+  Precision expert_precision = Precision::bf16;
+  double dispatch_bytes_per_element = 2;  // activations sent to the experts (FP8 dispatch: 1)
+  double combine_bytes_per_element = 2;   // expert outputs returned (BF16)
+  double activation_bytes_per_element = 2;
+  int kernels_per_layer = 12;
+  std::int32_t max_step_tokens = 8192;  // tokens of the largest step (sizes the expert cost table)
+};
+
+// Prices one forward step of an instance: all attention DP ranks run their own
+// batches, then every MoE layer waits for its slowest expert-parallel rank.
+// Attention costs are the same for every layer of a kind (the batch is the same),
+// so they are computed once per step; routing is sampled per MoE layer.
+class StepCostModel {
+ public:
+  StepCostModel(const ModelSpec& model, const ParallelLayout& layout, const CostModel& cost, Router* router,
+                const ExpertPlacement* placement, const CapacitySpec& capacity,
+                const ExpertParallelComm* expert_comm, const TensorParallelAllReduce* tp_allreduce,
+                const StepCostOptions& options, MoeLoadMetrics* moe_metrics);
+
+  // `shapes` has one entry per attention DP rank.
+  StepTiming price(std::span<const BatchShape> shapes);
+
+ private:
+  double attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const;
+  double dense_ffn_rank_seconds(const BatchShape& shape) const;
+  double moe_dense_part_rank_seconds(const BatchShape& shape) const;
+  double lm_head_rank_seconds(const BatchShape& shape) const;
+  double allreduce_seconds(std::int64_t tokens) const;
+
+  const ModelSpec& model_;
+  ParallelLayout layout_;
+  const CostModel& cost_;
+  Router* router_;
+  const ExpertParallelComm* expert_comm_;
+  const TensorParallelAllReduce* tp_allreduce_;
+  StepCostOptions options_;
+  MoeLoadMetrics* moe_metrics_;
+  std::unique_ptr<MoeLayerEvaluator> evaluator_;
+  std::optional<ExpertCostTable> expert_cost_;
+  int slots_per_rank_ = 0;
+  double silu_seconds_per_assignment_ = 0;
+
+  double expert_hidden_ = 0;
+  double expert_ffn_per_gpu_ = 0;
+  double kv_bytes_per_token_per_layer_per_gpu_ = 0;
+
+  // Scratch buffers reused every step.
+  std::vector<std::int32_t> expert_counts_;
+  std::vector<double> tokens_from_rank_;
+  std::vector<double> assignments_to_rank_;
+  std::vector<double> rank_busy_s_;
+  std::vector<std::int32_t> rank_kept_;
+};
+
+}  // namespace moesim

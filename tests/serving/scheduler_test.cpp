@@ -1,0 +1,141 @@
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "sim/serving/scheduler.hpp"
+
+using namespace moesim;
+
+namespace {
+
+struct Recorder : RequestObserver {
+  std::vector<FinishedRequest> first_tokens, finished;
+  int rejected = 0, preempted = 0;
+  void on_first_token(const FinishedRequest& r) override { first_tokens.push_back(r); }
+  void on_finished(const FinishedRequest& r) override { finished.push_back(r); }
+  void on_rejected(const Request&, SimTime) override { ++rejected; }
+  void on_preempted(SimTime) override { ++preempted; }
+};
+
+Request make_request(std::uint64_t id, std::int32_t input, std::int32_t output,
+                     std::vector<std::uint64_t> blocks = {}) {
+  Request request;
+  request.id = id;
+  request.input_tokens = input;
+  request.output_tokens = output;
+  request.prefix_blocks = std::move(blocks);
+  return request;
+}
+
+// Runs steps of unit length until the scheduler has no work; returns the steps taken.
+int drain(BatchScheduler& scheduler, Recorder& recorder, std::vector<BatchShape>* shapes = nullptr) {
+  int steps = 0;
+  SimTime now = 0;
+  while (scheduler.has_work()) {
+    const BatchShape& shape = scheduler.plan_step(now, recorder);
+    if (shapes != nullptr) shapes->push_back(shape);
+    REQUIRE(!shape.empty());
+    now += 1;
+    scheduler.complete_step(now, recorder);
+    ++steps;
+    REQUIRE(steps < 100000);
+  }
+  return steps;
+}
+
+}  // namespace
+
+TEST_CASE("chunked prefill splits a prompt over steps and decodes one token per step",
+          "[serving][scheduler]") {
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 256, .chunked_prefill = true, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 1 << 20, 0, 0);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 1000, 5), 0, recorder);
+  std::vector<BatchShape> shapes;
+  const int steps = drain(scheduler, recorder, &shapes);
+  // ceil(1000 / 256) = 4 prefill steps (the last yields token 1), then 4 decode steps.
+  CHECK(steps == 8);
+  CHECK(shapes[0].prefill_tokens == 256);
+  CHECK(shapes[3].prefill_tokens == 1000 - 3 * 256);
+  CHECK(shapes[3].logits == 1);
+  CHECK(shapes[0].prefill_pairs == Approx(256.0 * 257 / 2));
+  CHECK(shapes[1].prefill_context_read == 256);
+  CHECK(shapes[4].decode_sequences == 1);
+  CHECK(shapes[4].decode_context == 1001);
+  REQUIRE(recorder.first_tokens.size() == 1);
+  CHECK(recorder.first_tokens[0].first_token == 4);
+  REQUIRE(recorder.finished.size() == 1);
+  CHECK(recorder.finished[0].finished == 8);
+}
+
+TEST_CASE("the token budget is shared: decodes first, then prefill chunks", "[serving][scheduler]") {
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 100, .chunked_prefill = true, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 1 << 20, 0, 0);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 50, 10), 0, recorder);
+  CHECK(scheduler.plan_step(0, recorder).prefill_tokens == 50);
+  scheduler.complete_step(1, recorder);
+  scheduler.enqueue(make_request(1, 500, 2), 1, recorder);
+  const BatchShape& shape = scheduler.plan_step(1, recorder);
+  CHECK(shape.decode_sequences == 1);
+  CHECK(shape.prefill_tokens == 99);
+}
+
+TEST_CASE("running out of KV blocks preempts the newest sequence, which is recomputed",
+          "[serving][scheduler]") {
+  // 10 blocks of 16 tokens: two requests of 48 + 60 tokens cannot both finish at once.
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 1000, .chunked_prefill = true, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 160, 0, 0);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 48, 60), 0, recorder);
+  scheduler.enqueue(make_request(1, 48, 60), 0, recorder);
+  drain(scheduler, recorder);
+  CHECK(recorder.preempted >= 1);
+  REQUIRE(recorder.finished.size() == 2);
+  CHECK(recorder.finished[1].preemptions >= 1);
+  CHECK(scheduler.kv_utilization() == 0.0);
+}
+
+TEST_CASE("requests that can never run are rejected", "[serving][scheduler]") {
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 512, .chunked_prefill = false, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 1024, 0, 0);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 1000, 100), 0, recorder);  // exceeds the KV cache
+  scheduler.enqueue(make_request(1, 600, 1), 0, recorder);     // exceeds one unchunked step
+  scheduler.enqueue(make_request(2, 100, 1), 0, recorder);
+  CHECK(recorder.rejected == 2);
+  drain(scheduler, recorder);
+  CHECK(recorder.finished.size() == 1);
+}
+
+TEST_CASE("shared prefix blocks are not prefilled again", "[serving][scheduler]") {
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 8192, .chunked_prefill = true, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 1 << 20, /*prefix_block_tokens=*/512, 0);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 1500, 1, {1, 2, 3}), 0, recorder);
+  drain(scheduler, recorder);
+  scheduler.enqueue(make_request(1, 1400, 1, {1, 2, 9}), 1, recorder);
+  const BatchShape& shape = scheduler.plan_step(2, recorder);
+  CHECK(shape.prefill_tokens == 1400 - 2 * 512);
+  CHECK(shape.prefill_context_read == 2 * 512);
+  scheduler.complete_step(3, recorder);
+  REQUIRE(recorder.finished.size() == 2);
+  CHECK(recorder.finished[1].cached_prompt_tokens == 1024);
+}
+
+TEST_CASE("sliding-window attention caps the keys each query sees", "[serving][scheduler]") {
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 8192, .chunked_prefill = true, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 1 << 20, 0, /*sliding_window=*/128);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 300, 3), 0, recorder);
+  const BatchShape& shape = scheduler.plan_step(0, recorder);
+  // Queries 1..128 see all earlier keys; queries 129..300 see 128 each.
+  CHECK(shape.prefill_windowed_pairs == Approx(128.0 * 129 / 2 + (300 - 128) * 128.0));
+  CHECK(shape.prefill_pairs == Approx(300.0 * 301 / 2));
+}
