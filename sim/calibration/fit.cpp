@@ -101,17 +101,6 @@ double gemm_sample_seconds(const GemmParameters& gemm, const MeasurementSample& 
   return roofline_gemm_seconds(gemm, sample.m, sample.n, sample.k, sample.precision);
 }
 
-double decode_seconds(const AttentionDecodeParameters& decode, double compute_flops,
-                      const MeasurementSample& s) {
-  const double memory = s.kv_bytes * (1.0 + decode.sequences_half / s.sequences) / decode.bandwidth;
-  return decode.fixed_seconds + std::max(memory, s.flops / compute_flops);
-}
-
-double prefill_seconds(const AttentionPrefillParameters& prefill, double bandwidth,
-                       const MeasurementSample& s) {
-  return prefill.fixed_seconds + std::max(s.flops / prefill.flops, s.bytes / bandwidth);
-}
-
 }  // namespace
 
 Eigen::VectorXd least_squares(const std::function<void(const Eigen::VectorXd&, Eigen::VectorXd&)>& residuals,
@@ -248,7 +237,8 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
   if (!decode_samples.empty()) {
     const double compute_flops = profile.gemm[0] ? profile.gemm[0]->flops : 1e30;
     auto predict = [&](const Eigen::VectorXd& theta, const MeasurementSample& s) {
-      return decode_seconds({std::exp(theta[0]), std::exp(theta[1]), std::exp(theta[2])}, compute_flops, s);
+      return roofline_attention_decode_seconds({std::exp(theta[0]), std::exp(theta[1]), std::exp(theta[2])},
+                                               compute_flops, s.sequences, s.kv_bytes, s.flops);
     };
     double fastest = 0, shortest = std::numeric_limits<double>::infinity();
     for (const MeasurementSample* s : decode_samples) {
@@ -261,15 +251,17 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
     const Eigen::VectorXd theta = fit_family(decode_samples, predict, starts);
     const AttentionDecodeParameters decode{std::exp(theta[0]), std::exp(theta[1]), std::exp(theta[2])};
     profile.attention_decode = decode;
-    profile.residuals["attention_decode"] = residual_of(
-        decode_samples, [&](const MeasurementSample& s) { return decode_seconds(decode, compute_flops, s); });
+    profile.residuals["attention_decode"] = residual_of(decode_samples, [&](const MeasurementSample& s) {
+      return roofline_attention_decode_seconds(decode, compute_flops, s.sequences, s.kv_bytes, s.flops);
+    });
   }
 
   const Samples prefill_samples = select(measurements, SampleFamily::attention_prefill);
   if (!prefill_samples.empty()) {
     const double bandwidth = profile.memory ? profile.memory->bandwidth : 1e30;
     auto predict = [&](const Eigen::VectorXd& theta, const MeasurementSample& s) {
-      return prefill_seconds({std::exp(theta[0]), std::exp(theta[1])}, bandwidth, s);
+      return roofline_attention_prefill_seconds({std::exp(theta[0]), std::exp(theta[1])}, bandwidth, s.flops,
+                                                s.bytes);
     };
     double fastest = 0, shortest = std::numeric_limits<double>::infinity();
     for (const MeasurementSample* s : prefill_samples) {
@@ -280,8 +272,9 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
         fit_family(prefill_samples, predict, {Eigen::Vector2d(std::log(0.5 * shortest), std::log(fastest))});
     const AttentionPrefillParameters prefill{std::exp(theta[0]), std::exp(theta[1])};
     profile.attention_prefill = prefill;
-    profile.residuals["attention_prefill"] = residual_of(
-        prefill_samples, [&](const MeasurementSample& s) { return prefill_seconds(prefill, bandwidth, s); });
+    profile.residuals["attention_prefill"] = residual_of(prefill_samples, [&](const MeasurementSample& s) {
+      return roofline_attention_prefill_seconds(prefill, bandwidth, s.flops, s.bytes);
+    });
   }
   if (!profile.memory && !profile.gemm[0]) {
     throw InputError(measurements.source, "samples",

@@ -175,16 +175,26 @@ double ExpertCostTable::seconds(std::int64_t tokens) const {
   return model_->expert_gemms_seconds(static_cast<double>(tokens), hidden_, ffn_, precision_);
 }
 
-double CostModel::attention_decode_seconds(double sequences, double kv_bytes_read, double flops) const {
+double roofline_attention_decode_seconds(const AttentionDecodeParameters& decode, double compute_flops,
+                                         double sequences, double kv_bytes_read, double flops) {
   if (sequences <= 0) return 0.0;
-  const double memory = kv_bytes_read * (1.0 + decode_.sequences_half / sequences) / decode_.bandwidth;
-  const double compute = flops / gemm_[static_cast<int>(Precision::bf16)].flops;
-  return decode_.fixed_seconds + std::max(memory, compute);
+  const double memory = kv_bytes_read * (1.0 + decode.sequences_half / sequences) / decode.bandwidth;
+  return decode.fixed_seconds + std::max(memory, flops / compute_flops);
+}
+
+double roofline_attention_prefill_seconds(const AttentionPrefillParameters& prefill, double bandwidth,
+                                          double flops, double bytes) {
+  if (flops <= 0 && bytes <= 0) return 0.0;
+  return prefill.fixed_seconds + std::max(flops / prefill.flops, bytes / bandwidth);
+}
+
+double CostModel::attention_decode_seconds(double sequences, double kv_bytes_read, double flops) const {
+  return roofline_attention_decode_seconds(decode_, gemm_[static_cast<int>(Precision::bf16)].flops, sequences,
+                                           kv_bytes_read, flops);
 }
 
 double CostModel::attention_prefill_seconds(double flops, double bytes) const {
-  if (flops <= 0 && bytes <= 0) return 0.0;
-  return prefill_.fixed_seconds + std::max(flops / prefill_.flops, bytes / memory_.bandwidth);
+  return roofline_attention_prefill_seconds(prefill_, memory_.bandwidth, flops, bytes);
 }
 
 double CostModel::launch_seconds(int kernels) const {

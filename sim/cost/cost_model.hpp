@@ -99,5 +99,9 @@ double smooth_max(double p, double a, double b, double c = 0.0);
 // The forms above for explicit parameters (what CostModel evaluates; the fitter varies them).
 double roofline_memory_seconds(const MemoryParameters& memory, double bytes);
 double roofline_gemm_seconds(const GemmParameters& gemm, double m, double n, double k, Precision weights);
+double roofline_attention_decode_seconds(const AttentionDecodeParameters& decode, double compute_flops,
+                                         double sequences, double kv_bytes_read, double flops);
+double roofline_attention_prefill_seconds(const AttentionPrefillParameters& prefill, double bandwidth,
+                                          double flops, double bytes);
 
 }  // namespace moesim
