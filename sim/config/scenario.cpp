@@ -134,6 +134,13 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
         file.string(), "deployment.parallel.redundant_experts",
         "redundant expert slots need EPLB placement, which this version does not model yet; use 0");
   }
+  const int gpus_needed = scenario.deployment.instances * scenario.deployment.layout.gpus();
+  if (gpus_needed > scenario.cluster.gpu_count()) {
+    throw InputError(file.string(), "deployment.instances",
+                     fmt::format("{} instances x {} GPUs need {} GPUs, but cluster \"{}\" has {}",
+                                 scenario.deployment.instances, scenario.deployment.layout.gpus(),
+                                 gpus_needed, scenario.cluster.name, scenario.cluster.gpu_count()));
+  }
   // Fails early, naming the deployment, when the weights do not fit.
   plan_memory(scenario.model, scenario.gpu, scenario.deployment.layout,
               scenario.deployment.gpu_memory_utilization, scenario.deployment.activation_reserve_bytes,

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs the moesim executable as a user would and checks exit codes, messages
+# and that failed runs leave no report behind. Prints "N passed, M failed".
+set -u
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+check() {  # check NAME EXPECTED_CODE PATTERN -- command...
+  local name=$1 expected=$2 pattern=$3
+  shift 4
+  local output code
+  output=$("$@" 2>&1)
+  code=$?
+  if [ "$code" -eq "$expected" ] && grep -qE -- "$pattern" <<<"$output"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAILED: $name (exit $code, expected $expected; wanted /$pattern/)"
+    echo "$output" | head -5
+  fi
+}
+
+scenarios="$MOESIM_SOURCE/tools/scenarios"
+small="$work/small.json"
+cat >"$small" <<JSON
+{"name": "small", "model": "mixtral-8x7b", "cluster": "h100-8x1",
+ "deployment": {"parallel": {"attention_tp": 8, "expert_ep": 8}},
+ "workload": {"kind": "closed_loop", "concurrency": 8, "input_tokens": 512, "output_tokens": 16, "requests": 64},
+ "router": {"kind": "zipf", "exponent": 1.0}, "capacity": {"capacity_factor": 1.0, "policy": "drop"}}
+JSON
+
+check "validate a shipped scenario" 0 "valid" -- "$MOESIM" validate "$scenarios/deepseek-v3-h800x32-azure-conv.json"
+check "run writes a report" 0 "report" -- "$MOESIM" run "$small" --report "$work/out/report.json"
+check "the report has the documented fields" 0 "ok" -- python3 -c "
+import json, sys
+r = json.load(open('$work/out/report.json'))
+for path in ['schema_version', 'summary.requests.arrived', 'summary.throughput.output_tokens_per_s',
+             'summary.ttft_s.p99', 'summary.tpot_s.p999', 'summary.e2e_s.max', 'summary.queue_s.mean',
+             'moe.drop_rate', 'moe.imbalance.expert_max_over_mean.p99', 'moe.imbalance.rank_max_over_mean.max',
+             'moe.layers', 'moe.ranks', 'network.dispatch_s', 'network.bytes', 'timeseries.start_s',
+             'simulator.events_per_s', 'scenario.model.name']:
+    node = r
+    for key in path.split('.'):
+        node = node[key]
+assert r['summary']['requests']['completed'] == 64
+print('ok')"
+check "quiet run prints nothing" 0 "^$" -- "$MOESIM" run "$small" --quiet --report "$work/quiet.json"
+"$MOESIM" run "$small" --quiet --reproducible --seed 3 --report "$work/a.json"
+"$MOESIM" run "$small" --quiet --reproducible --seed 3 --report "$work/b.json"
+check "reproducible runs are byte-identical" 0 "" -- cmp "$work/a.json" "$work/b.json"
+check "--set reaches the scenario" 0 "drop rate 0.00000" -- "$MOESIM" run "$small" --set capacity.policy=dropless --report "$work/c.json"
+
+check "unknown --set key" 2 "small.json: deployment: unknown key \"bogus\"" -- \
+  "$MOESIM" run "$small" --set deployment.bogus=1 --report "$work/bad1.json"
+check "no report after a failed run" 1 "" -- test -e "$work/bad1.json"
+echo '{"name": "x", "model": "mixtral-8x7b",' >"$work/truncated.json"
+check "truncated scenario" 2 "truncated.json: line [0-9]+, column [0-9]+: invalid JSON" -- "$MOESIM" run "$work/truncated.json" --report "$work/bad2.json"
+check "missing scenario" 2 "cannot open" -- "$MOESIM" validate "$work/none.json"
+printf 'TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.0,abc,4\n' >"$work/bad.csv"
+check "bad trace row names line and column" 2 "bad.csv: line 3, column ContextTokens" -- \
+  "$MOESIM" run "$small" --set workload='{"kind": "trace", "format": "azure", "path": "'"$work"'/bad.csv"}' \
+  --report "$work/bad3.json"
+check "no report after a bad trace" 1 "" -- test -e "$work/bad3.json"
+check "no temporary files left" 0 "^0$" -- bash -c "ls -A '$work' | grep -c tmp || true"
+check "usage error" 2 "" -- "$MOESIM" run
+check "trace inspect" 0 "19366|rows" -- "$MOESIM" trace inspect "${MOESIM_DATA:-$MOESIM_SOURCE/../shared/data}/traces/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
+check "models show" 0 "deepseek" -- "$MOESIM" models show deepseek-v3
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
