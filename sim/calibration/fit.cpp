@@ -171,7 +171,7 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
     profile.sync_seconds = std::max(0.0, median(sync) - profile.launch_seconds.value_or(0.0));
 
   const Samples memory_samples = select(measurements, SampleFamily::memory);
-  if (!memory_samples.empty()) {
+  if (memory_samples.size() > 3) {
     double fastest = 0, shortest = std::numeric_limits<double>::infinity();
     for (const MeasurementSample* s : memory_samples) {
       fastest = std::max(fastest, (s->bytes_read + s->bytes_written) / s->median_seconds);
@@ -199,7 +199,7 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
     }
     both = gemm_samples;
     both.insert(both.end(), grouped_samples.begin(), grouped_samples.end());
-    if (gemm_samples.empty()) continue;
+    if (both.size() <= 5 || gemm_samples.empty()) continue;
     double fastest_flops = 0, fastest_bytes = 0, shortest = std::numeric_limits<double>::infinity();
     for (const MeasurementSample* s : gemm_samples) {
       fastest_flops = std::max(fastest_flops, 2.0 * s->m * s->n * s->k / s->median_seconds);
@@ -234,7 +234,7 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
   }
 
   const Samples decode_samples = select(measurements, SampleFamily::attention_decode);
-  if (!decode_samples.empty()) {
+  if (decode_samples.size() > 3) {
     const double compute_flops = profile.gemm[0] ? profile.gemm[0]->flops : 1e30;
     auto predict = [&](const Eigen::VectorXd& theta, const MeasurementSample& s) {
       return roofline_attention_decode_seconds({std::exp(theta[0]), std::exp(theta[1]), std::exp(theta[2])},
@@ -257,7 +257,7 @@ CalibrationProfile fit_profile(const Measurements& measurements, const std::stri
   }
 
   const Samples prefill_samples = select(measurements, SampleFamily::attention_prefill);
-  if (!prefill_samples.empty()) {
+  if (prefill_samples.size() > 2) {
     const double bandwidth = profile.memory ? profile.memory->bandwidth : 1e30;
     auto predict = [&](const Eigen::VectorXd& theta, const MeasurementSample& s) {
       return roofline_attention_prefill_seconds({std::exp(theta[0]), std::exp(theta[1])}, bandwidth, s.flops,

@@ -21,7 +21,8 @@ namespace moesim {
 //   attention_decode:  fixed_seconds, bandwidth, sequences_half
 //   attention_prefill: fixed_seconds, flops
 // moe_layer samples are held out (see check.hpp); all_to_all samples are recorded, not fitted.
-// Families without samples are left out of the profile, so the cost model keeps its defaults.
+// A family with no more samples than parameters is left out of the profile (the cost model keeps
+// its defaults for it).
 // Residuals record, per family, the median and worst |predicted / measured - 1| after the fit.
 CalibrationProfile fit_profile(const Measurements& measurements, const std::string& fitted_at);
 

@@ -192,3 +192,33 @@ TEST_CASE("the fit needs memory or GEMM samples", "[calibration][fit]") {
   measurements.samples.push_back(launch);
   CHECK_THROWS_WITH(moesim::fit_profile(measurements, "now"), Catch::Matchers::Contains("only-launch.json"));
 }
+
+TEST_CASE("the recorded H100 measurements: fit, and the held-out MoE layers meet the target",
+          "[calibration][h100]") {
+  const std::string folder = MOESIM_TEST_SOURCE_DIR "/cuda_calibration/profiles/";
+  const Measurements measurements = moesim::load_measurements(folder + "h100-sxm.measurements.json");
+  const CalibrationProfile fitted = moesim::fit_profile(measurements, "now");
+  // Fitting is deterministic: the committed profile is what this fit gives.
+  const CalibrationProfile recorded = moesim::load_profile(folder + "h100-sxm.json");
+  CHECK(fitted.gemm[0]->flops == Approx(recorded.gemm[0]->flops).epsilon(1e-6));
+  CHECK(fitted.memory->bandwidth == Approx(recorded.memory->bandwidth).epsilon(1e-6));
+  // REFERENCE.md §1: an H100 copies at ~3.0 TB/s and multiplies BF16 at ~798 TFLOP/s.
+  CHECK(fitted.memory->bandwidth == Approx(3.0e12).epsilon(0.1));
+  CHECK(fitted.gemm[0]->flops == Approx(798e12).epsilon(0.1));
+  const moesim::CheckReport report = moesim::check_profile(fitted, measurements);
+  CHECK(report.cases.size() == 42);
+  CHECK(report.median_abs_error < 0.10);
+  CHECK(report.worst_abs_error < 0.25);
+}
+
+TEST_CASE("a family with too few samples keeps the cost model's defaults", "[calibration][fit]") {
+  const Measurements measurements =
+      moesim::load_measurements(MOESIM_TEST_SOURCE_DIR "/tests/data/calibration/measurements_small.json");
+  const CalibrationProfile fitted = moesim::fit_profile(measurements, "now");
+  CHECK(fitted.memory);
+  CHECK(fitted.gemm[0]);
+  CHECK_FALSE(fitted.gemm[1]);  // one FP8 sample for five parameters
+  CHECK_FALSE(fitted.attention_decode);
+  CHECK_FALSE(fitted.attention_prefill);
+  CHECK(fitted.residuals.count("gemm_fp8") == 0);
+}
