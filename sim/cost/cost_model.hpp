@@ -15,7 +15,8 @@ namespace moesim {
 class CostModel;
 
 // Per-expert FFN time by token count for one expert shape, precomputed so the simulator's
-// per-step sum over experts touches only an array.
+// per-step sum over experts touches only an array. Counts past the table are computed directly,
+// so the table must not outlive the CostModel that made it.
 class ExpertCostTable {
  public:
   double seconds(std::int64_t tokens) const;
