@@ -40,37 +40,32 @@ Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
     const auto selection = table.layer(index);
     layer.selection.assign(selection.begin(), selection.end());
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int a, int b) { return selection[a] > selection[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return selection[a] > selection[b]; });
     for (int i = 0; i < experts_; ++i)
       sorted[i] = selection[order[i]];
     auto seen = std::find(sorted_seen.begin(), sorted_seen.end(), sorted);
     if (seen == sorted_seen.end()) {
       sorted_seen.push_back(sorted);
-      sorted_inclusion.push_back(successive_inclusion_probabilities(sorted, top_k));
+      auto inclusion = successive_inclusion_probabilities(sorted, top_k);
+      // Quadrature leaves sum pi = top_k to ~1e-9; rescaling makes the means add up exactly.
+      const double total = std::accumulate(inclusion.begin(), inclusion.end(), 0.0);
+      for (double& pi : inclusion)
+        pi = std::min(1.0, pi * top_k / total);
+      sorted_inclusion.push_back(inclusion);
+      samplers_.emplace_back(inclusion, top_k);
       seen = sorted_seen.end() - 1;
     }
-    const auto& inclusion_sorted = sorted_inclusion[seen - sorted_seen.begin()];
+    layer.sampler = static_cast<int>(seen - sorted_seen.begin());
+    // Successive sampling's inclusion probabilities increase with the selection probability, so
+    // `order` also sorts them.
+    const auto& inclusion_sorted = sorted_inclusion[layer.sampler];
     layer.inclusion.resize(experts_);
     for (int i = 0; i < experts_; ++i)
       layer.inclusion[order[i]] = inclusion_sorted[i];
-    // Quadrature leaves sum pi = top_k to ~1e-9; rescaling makes the binomial means add up exactly.
-    const double total = std::accumulate(layer.inclusion.begin(), layer.inclusion.end(), 0.0);
-    std::vector<double> correction_weights(experts_);
-    for (int e = 0; e < experts_; ++e) {
-      double& pi = layer.inclusion[e];
-      pi = std::min(1.0, pi * top_k / total);
-      layer.share.push_back(pi / top_k);
-      layer.chances.emplace_back(pi);
-      correction_weights[e] = pi * (1.0 - pi);
-    }
+    for (int e = 0; e < experts_; ++e)
+      layer.share.push_back(layer.inclusion[e] / top_k);
     layer.first_choice = AliasTable(layer.selection);
-    if (std::any_of(correction_weights.begin(), correction_weights.end(), [](double w) { return w > 0; })) {
-      layer.correction = AliasTable(correction_weights);
-    }
-    layer.by_popularity.resize(experts_);
-    std::iota(layer.by_popularity.begin(), layer.by_popularity.end(), 0);
-    std::stable_sort(layer.by_popularity.begin(), layer.by_popularity.end(),
-                     [&](int a, int b) { return layer.inclusion[a] > layer.inclusion[b]; });
+    layer.by_popularity = order;
     layer.mass_from.assign(experts_ + 1, 0.0);
     for (int position = experts_ - 1; position >= 0; --position)
       layer.mass_from[position] =
@@ -99,7 +94,7 @@ void Router::sample_counts(int layer, std::int64_t tokens, std::span<std::int32_
   } else if (experts_ <= kGroupedChainMaxExperts) {
     sample_grouped(state, tokens, counts);
   } else {
-    sample_per_expert(state, tokens, counts);
+    samplers_[state.sampler].sample(rng_, tokens, state.by_popularity, counts);
   }
 }
 
@@ -116,29 +111,6 @@ void Router::sample_counts_per_token(int layer, std::int64_t tokens, std::span<s
       } while (std::find(chosen_.begin(), chosen_.begin() + choice, expert) != chosen_.begin() + choice);
       chosen_[choice] = expert;
       ++counts[expert];
-    }
-  }
-}
-
-void Router::sample_per_expert(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
-  std::int64_t assigned = 0;
-  for (int e = 0; e < experts_; ++e) {
-    counts[e] = static_cast<std::int32_t>(sample_binomial(rng_, tokens, layer.chances[e]));
-    assigned += counts[e];
-  }
-  const auto limit = static_cast<std::int32_t>(tokens);
-  for (std::int64_t missing = tokens * top_k_ - assigned; missing > 0;) {
-    const int e = layer.correction.sample(rng_);
-    if (counts[e] < limit) {
-      ++counts[e];
-      --missing;
-    }
-  }
-  for (std::int64_t surplus = assigned - tokens * top_k_; surplus > 0;) {
-    const int e = layer.correction.sample(rng_);
-    if (counts[e] > 0) {
-      --counts[e];
-      --surplus;
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "sim/common/rng.hpp"
 #include "sim/router/alias_table.hpp"
 #include "sim/router/binomial.hpp"
+#include "sim/router/count_sampler.hpp"
 #include "sim/router/popularity.hpp"
 #include "sim/router/router_spec.hpp"
 
@@ -66,9 +67,8 @@ class Router {
     std::vector<double> selection;
     std::vector<double> inclusion;
     std::vector<double> share;
-    std::vector<BinomialChance> chances;
     AliasTable first_choice;
-    AliasTable correction;  // weights pi (1 - pi); empty when every pi is 0 or 1
+    int sampler = 0;  // into samplers_
     // Experts by decreasing inclusion probability, and the inclusion mass from each position on.
     std::vector<int> by_popularity;
     std::vector<double> mass_from;
@@ -76,13 +76,14 @@ class Router {
     double rejection_factor = 1.0;
   };
 
-  void sample_per_expert(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
   void sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
   void check(int layer, std::int64_t tokens, std::span<std::int32_t> counts) const;
 
   int experts_;
   int top_k_;
   std::vector<Layer> layers_;
+  // One per distinct sorted inclusion vector, shared by the layers that permute it.
+  std::vector<CountSampler> samplers_;
   std::vector<int> chosen_;                 // one token's experts on the per-token path
   std::vector<std::int64_t> choices_left_;  // tokens by choices left (0 .. top_k) on the grouped chain
   Rng rng_;

@@ -1,0 +1,178 @@
+#include "sim/router/count_sampler.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "sim/common/error.hpp"
+#include "sim/router/normal_quantile.hpp"
+
+namespace moesim {
+
+namespace {
+
+// A tabulated level never needs more entries: its mean is below 2 kNormalMinVariance and the table
+// stops once the upper tail is below 2^-40.
+constexpr int kMaxTable = 256;
+constexpr int kGuideBits = 6;
+constexpr int kGuideSize = 1 << kGuideBits;
+constexpr double kTwoTo32 = 4294967296.0;
+
+}  // namespace
+
+CountSampler::CountSampler(std::span<const double> sorted_inclusion, int top_k) : top_k_(top_k) {
+  double variance_total = 0;
+  for (const double pi : sorted_inclusion) {
+    if (!(pi >= 0.0 && pi <= 1.0)) throw InternalError("CountSampler: inclusion probability outside [0, 1]");
+    if (inclusion_.empty() || inclusion_.back() != pi) {
+      inclusion_.push_back(pi);
+      variance_share_.push_back(pi * (1.0 - pi));
+    }
+    level_of_position_.push_back(static_cast<int>(inclusion_.size()) - 1);
+    variance_total += pi * (1.0 - pi);
+  }
+  for (double& share : variance_share_)
+    share = variance_total > 0 ? share / variance_total : 0.0;
+  const auto levels = inclusion_.size();
+  draws_.resize(levels);
+  thresholds_.resize(levels * kMaxTable);
+  guides_.resize(levels * kGuideSize);
+  values_.resize(sorted_inclusion.size());
+  cumulative_.resize(kMaxTable);
+}
+
+void CountSampler::tabulate(int level, std::int64_t tokens, double small_probability) {
+  LevelDraw& draw = draws_[level];
+  draw.tabulated = true;
+  draw.complement = inclusion_[level] > 0.5;
+  draw.table = thresholds_used_;
+  draw.guide = level * kGuideSize;
+  std::uint64_t* thresholds = thresholds_.data() + draw.table;
+  if (small_probability == 0.0) {
+    thresholds[0] = std::uint64_t{1} << 32;
+    thresholds_used_ += 1;
+    std::fill_n(guides_.begin() + draw.guide, kGuideSize, 0);
+    return;
+  }
+  // Binomial(trials, p) with real trials: mean T p_small, variance v / (1 - w).
+  const double share = variance_share_[level];
+  double p = small_probability;
+  if (share < 1.0) p = std::max((small_probability - share) / (1.0 - share), 0.5 * small_probability);
+  const double trials = static_cast<double>(tokens) * small_probability / p;
+  const double odds = p / (1.0 - p);
+  const auto largest = static_cast<std::int64_t>(
+      std::min({static_cast<double>(tokens), std::floor(trials + 1e-9), double(kMaxTable - 1)}));
+  const double mean = static_cast<double>(tokens) * small_probability;
+  double mass = std::exp(trials * std::log1p(-p));
+  double cumulative = mass;
+  double* masses = cumulative_.data();
+  masses[0] = cumulative;
+  std::int64_t x = 0;
+  while (x < largest && (cumulative < 1.0 - 0x1.0p-40 || static_cast<double>(x) < mean)) {
+    mass *= (trials - static_cast<double>(x)) / static_cast<double>(x + 1) * odds;
+    cumulative += mass;
+    masses[++x] = cumulative;
+  }
+  const double total = cumulative;
+  for (std::int64_t i = 0; i < x; ++i)
+    thresholds[i] = static_cast<std::uint64_t>(std::min(masses[i] / total, 1.0) * kTwoTo32 + 0.5);
+  thresholds[x] = std::uint64_t{1} << 32;
+  thresholds_used_ += static_cast<std::int32_t>(x + 1);
+  std::int64_t at = 0;
+  for (int bucket = 0; bucket < kGuideSize; ++bucket) {
+    const std::uint64_t low = std::uint64_t(bucket) << (32 - kGuideBits);
+    while (thresholds[at] <= low)
+      ++at;
+    guides_[draw.guide + bucket] = static_cast<std::uint16_t>(at);
+  }
+}
+
+void CountSampler::prepare(std::int64_t tokens) {
+  if (tokens == prepared_tokens_) return;
+  prepared_tokens_ = tokens;
+  thresholds_used_ = 0;
+  const auto t = static_cast<double>(tokens);
+  for (int level = 0; level < static_cast<int>(inclusion_.size()); ++level) {
+    const double pi = inclusion_[level];
+    const double variance = t * pi * (1.0 - pi);
+    if (variance < kNormalMinVariance) {
+      tabulate(level, tokens, std::min(pi, 1.0 - pi));
+      continue;
+    }
+    LevelDraw& draw = draws_[level];
+    draw.tabulated = false;
+    const double spread = std::sqrt((variance - 1.0 / 6) / std::max(1.0 - variance_share_[level], 1e-12));
+    const double skewness = (1.0 - 2.0 * pi) / std::sqrt(variance);
+    const double kurtosis = (1.0 - 6.0 * pi * (1.0 - pi)) / variance;
+    // mean + s [z + g/6 (z^2 - 1) + k/24 (z^3 - 3z) - g^2/36 (2z^3 - 5z)], as a polynomial in z.
+    draw.linear = spread * (1.0 - kurtosis / 8 + 5.0 * skewness * skewness / 36);
+    draw.quadratic = spread * skewness / 6;
+    draw.cubic = spread * (kurtosis / 24 - skewness * skewness / 18);
+    draw.mean = t * pi - draw.quadratic;
+  }
+}
+
+void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by_popularity,
+                          std::span<std::int32_t> counts) {
+  prepare(tokens);
+  const auto t = static_cast<double>(tokens);
+  const int experts = this->experts();
+  double total = 0, add_weight = 0, remove_weight = 0;
+  std::uint64_t bits = 0;
+  for (int position = 0; position < experts; ++position) {
+    bits = (position & 1) == 0 ? rng.next_u64() : bits >> 32;
+    const auto uniform = static_cast<std::uint32_t>(bits);
+    const int level = level_of_position_[position];
+    const LevelDraw& draw = draws_[level];
+    double value;
+    if (draw.tabulated) {
+      const std::uint64_t* thresholds = thresholds_.data() + draw.table;
+      int x = guides_[draw.guide + (uniform >> (32 - kGuideBits))];
+      while (uniform >= thresholds[x])
+        ++x;
+      value = draw.complement ? t - x : x;
+    } else {
+      const double z = fast_normal(uniform, rng);
+      value = draw.mean + z * (draw.linear + z * (draw.quadratic + z * draw.cubic));
+    }
+    values_[position] = value;
+    total += value;
+    const double pi = inclusion_[level];
+    add_weight += (t - value) * pi;
+    remove_weight += value * (1.0 - pi);
+  }
+
+  const std::int64_t wanted = tokens * top_k_;
+  const double difference = static_cast<double>(wanted) - total;
+  const bool adding = difference > 0;
+  const double weight_total = adding ? add_weight : remove_weight;
+  const double scale = weight_total > 0 ? difference / weight_total : 0.0;
+  const auto limit = static_cast<std::int32_t>(tokens);
+  double cumulative = rng.uniform();
+  double taken = 0;
+  std::int64_t assigned = 0;
+  for (int position = 0; position < experts; ++position) {
+    const double value = values_[position];
+    const double pi = inclusion_[level_of_position_[position]];
+    cumulative += value + scale * (adding ? (t - value) * pi : value * (1.0 - pi));
+    const double reached = std::floor(cumulative);
+    const auto count = static_cast<std::int32_t>(std::clamp(reached - taken, 0.0, t));
+    taken = reached;
+    counts[by_popularity[position]] = count;
+    assigned += count;
+  }
+
+  std::int64_t missing = wanted - assigned;
+  if (missing == 0) return;
+  // Clamping or rounding left a few units over: one per expert with room, from a random position.
+  const int step = missing > 0 ? 1 : -1;
+  for (auto position = static_cast<int>(rng.below(experts)); missing != 0;
+       position = (position + 1) % experts) {
+    std::int32_t& count = counts[by_popularity[position]];
+    if (step > 0 ? count < limit : count > 0) {
+      count += step;
+      missing -= step;
+    }
+  }
+}
+
+}  // namespace moesim
