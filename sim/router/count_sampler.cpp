@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "sim/common/error.hpp"
-#include "sim/router/normal_quantile.hpp"
 
 namespace moesim {
 
@@ -13,7 +12,7 @@ namespace {
 // A tabulated level never needs more entries: its mean is below 2 kNormalMinVariance and the table
 // stops once the upper tail is below 2^-40.
 constexpr int kMaxTable = 256;
-constexpr int kGuideBits = 6;
+constexpr int kGuideBits = 8;
 constexpr int kGuideSize = 1 << kGuideBits;
 constexpr double kTwoTo32 = 4294967296.0;
 
@@ -32,11 +31,13 @@ CountSampler::CountSampler(std::span<const double> sorted_inclusion, int top_k) 
   }
   for (double& share : variance_share_)
     share = variance_total > 0 ? share / variance_total : 0.0;
+  variance_total_ = variance_total;
   const auto levels = inclusion_.size();
   draws_.resize(levels);
   thresholds_.resize(levels * kMaxTable);
   guides_.resize(levels * kGuideSize);
   values_.resize(sorted_inclusion.size());
+  bits_.resize((sorted_inclusion.size() + 1) / 2);
   cumulative_.resize(kMaxTable);
 }
 
@@ -56,7 +57,8 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
   // Binomial(trials, p) with real trials: mean T p_small, variance v / (1 - w).
   const double share = variance_share_[level];
   double p = small_probability;
-  if (share < 1.0) p = std::max((small_probability - share) / (1.0 - share), 0.5 * small_probability);
+  if (share < 1.0)
+    p = std::max(1.0 - (1.0 - small_probability) / ((1.0 - share) * (1.0 - share)), 0.5 * small_probability);
   const double trials = static_cast<double>(tokens) * small_probability / p;
   const double odds = p / (1.0 - p);
   const auto largest = static_cast<std::int64_t>(
@@ -82,7 +84,7 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
     const std::uint64_t low = std::uint64_t(bucket) << (32 - kGuideBits);
     while (thresholds[at] <= low)
       ++at;
-    guides_[draw.guide + bucket] = static_cast<std::uint16_t>(at);
+    guides_[draw.guide + bucket] = static_cast<std::uint8_t>(at);
   }
 }
 
@@ -94,11 +96,13 @@ void CountSampler::prepare(std::int64_t tokens) {
   for (int level = 0; level < static_cast<int>(inclusion_.size()); ++level) {
     const double pi = inclusion_[level];
     const double variance = t * pi * (1.0 - pi);
+    LevelDraw& draw = draws_[level];
+    draw.inclusion = pi;
+    draw.weight = variance;
     if (variance < kNormalMinVariance) {
       tabulate(level, tokens, std::min(pi, 1.0 - pi));
       continue;
     }
-    LevelDraw& draw = draws_[level];
     draw.tabulated = false;
     const double spread = std::sqrt((variance - 1.0 / 6) / std::max(1.0 - variance_share_[level], 1e-12));
     const double skewness = (1.0 - 2.0 * pi) / std::sqrt(variance);
@@ -109,6 +113,13 @@ void CountSampler::prepare(std::int64_t tokens) {
     draw.cubic = spread * (kurtosis / 24 - skewness * skewness / 18);
     draw.mean = t * pi - draw.quadratic;
   }
+  normal_weight_total_ = 0;
+  tabulated_inclusion_total_ = 0;
+  for (const int level : level_of_position_) {
+    const LevelDraw& draw = draws_[level];
+    (draw.tabulated ? tabulated_inclusion_total_ : normal_weight_total_) +=
+        draw.tabulated ? draw.inclusion : draw.weight;
+  }
 }
 
 void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by_popularity,
@@ -116,35 +127,39 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
   prepare(tokens);
   const auto t = static_cast<double>(tokens);
   const int experts = this->experts();
-  double total = 0, add_weight = 0, remove_weight = 0;
-  std::uint64_t bits = 0;
+  // 32 random bits per expert, drawn in one tight loop.
+  for (auto& word : bits_)
+    word = rng.next_u64();
+  double total = 0, tabulated_total = 0, tabulated_weighted = 0;
   for (int position = 0; position < experts; ++position) {
-    bits = (position & 1) == 0 ? rng.next_u64() : bits >> 32;
-    const auto uniform = static_cast<std::uint32_t>(bits);
-    const int level = level_of_position_[position];
-    const LevelDraw& draw = draws_[level];
+    const auto uniform = static_cast<std::uint32_t>(bits_[position >> 1] >> ((position & 1) * 32));
+    const LevelDraw& draw = draws_[level_of_position_[position]];
     double value;
     if (draw.tabulated) {
       const std::uint64_t* thresholds = thresholds_.data() + draw.table;
       int x = guides_[draw.guide + (uniform >> (32 - kGuideBits))];
+      // A guide bucket holds at most one threshold except in the tails: one step without a branch,
+      // then a loop that is rarely entered, so the branch predictor stays right.
+      x += uniform >= thresholds[x] ? 1 : 0;
       while (uniform >= thresholds[x])
-        ++x;
+        [[unlikely]]++ x;
       value = draw.complement ? t - x : x;
+      tabulated_total += value;
+      tabulated_weighted += value * draw.inclusion;
     } else {
-      const double z = fast_normal(uniform, rng);
+      const double z = normal_(uniform, rng);
       value = draw.mean + z * (draw.linear + z * (draw.quadratic + z * draw.cubic));
     }
     values_[position] = value;
     total += value;
-    const double pi = inclusion_[level];
-    add_weight += (t - value) * pi;
-    remove_weight += value * (1.0 - pi);
   }
 
   const std::int64_t wanted = tokens * top_k_;
   const double difference = static_cast<double>(wanted) - total;
   const bool adding = difference > 0;
-  const double weight_total = adding ? add_weight : remove_weight;
+  const double weight_total =
+      normal_weight_total_ +
+      (adding ? t * tabulated_inclusion_total_ - tabulated_weighted : tabulated_total - tabulated_weighted);
   const double scale = weight_total > 0 ? difference / weight_total : 0.0;
   const auto limit = static_cast<std::int32_t>(tokens);
   double cumulative = rng.uniform();
@@ -152,9 +167,13 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
   std::int64_t assigned = 0;
   for (int position = 0; position < experts; ++position) {
     const double value = values_[position];
-    const double pi = inclusion_[level_of_position_[position]];
-    cumulative += value + scale * (adding ? (t - value) * pi : value * (1.0 - pi));
-    const double reached = std::floor(cumulative);
+    const LevelDraw& draw = draws_[level_of_position_[position]];
+    const double weight = !draw.tabulated ? draw.weight
+                          : adding        ? (t - value) * draw.inclusion
+                                          : value * (1.0 - draw.inclusion);
+    cumulative += value + scale * weight;
+    auto reached = static_cast<double>(static_cast<std::int64_t>(cumulative));
+    if (reached > cumulative) reached -= 1.0;
     const auto count = static_cast<std::int32_t>(std::clamp(reached - taken, 0.0, t));
     taken = reached;
     counts[by_popularity[position]] = count;

@@ -8,20 +8,13 @@ namespace moesim {
 
 namespace {
 
-constexpr int kCellBits = 12;
-constexpr int kCells = 1 << kCellBits;
-constexpr int kFractionBits = 32 - kCellBits;
+constexpr int kCellCount = 4096;
 
 // Phi^-1(i / kCells) for i = 1 .. kCells - 1; the outer entries are unused (tails are drawn exactly).
-std::array<double, kCells + 1> make_cell_bounds() {
-  std::array<double, kCells + 1> bounds{};
-  for (int i = 1; i < kCells; ++i)
-    bounds[i] = normal_quantile(static_cast<double>(i) / kCells);
-  return bounds;
-}
-
-const std::array<double, kCells + 1>& cell_bounds() {
-  static const std::array<double, kCells + 1> bounds = make_cell_bounds();
+std::array<double, kCellCount + 1> make_cell_bounds() {
+  std::array<double, kCellCount + 1> bounds{};
+  for (int i = 1; i < kCellCount; ++i)
+    bounds[i] = normal_quantile(static_cast<double>(i) / kCellCount);
   return bounds;
 }
 
@@ -59,16 +52,16 @@ double normal_quantile(double probability) {
   return x - step / (1.0 + 0.5 * x * step);
 }
 
-double fast_normal(std::uint32_t bits, Rng& rng) {
-  const auto cell = static_cast<int>(bits >> kFractionBits);
-  if (cell == 0 || cell == kCells - 1) {
-    // Exact tail: a uniform point of the outer cell, 53 fresh bits deep.
-    const double inner = rng.uniform_positive() / kCells;
-    return cell == 0 ? normal_quantile(inner) : -normal_quantile(inner);
-  }
-  const auto& bounds = cell_bounds();
-  const double fraction = static_cast<double>(bits & ((1u << kFractionBits) - 1)) * 0x1.0p-20;
-  return bounds[cell] + (bounds[cell + 1] - bounds[cell]) * fraction;
+FastNormal::FastNormal() {
+  static_assert(kCells == kCellCount);
+  static const std::array<double, kCells + 1> bounds = make_cell_bounds();
+  bounds_ = bounds.data();
+}
+
+double FastNormal::tail(bool lower, Rng& rng) {
+  // A uniform point of the outer cell, 53 fresh bits deep.
+  const double inner = rng.uniform_positive() / kCells;
+  return lower ? normal_quantile(inner) : -normal_quantile(inner);
 }
 
 }  // namespace moesim

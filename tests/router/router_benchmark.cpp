@@ -24,7 +24,7 @@ int main() {
         checksum += counts[call % kExperts];
       }
       const std::chrono::duration<double, std::nano> elapsed = std::chrono::steady_clock::now() - start;
-      std::printf("zipf exponent %.1f  %5lld tokens: %8.0f ns per call (checksum %lld)\n", exponent,
+      std::printf("256 experts, top-8, zipf %.1f, T = %5lld: %7.0f ns per call (checksum %lld)\n", exponent,
                   static_cast<long long>(tokens), elapsed.count() / calls, static_cast<long long>(checksum));
     }
   }
