@@ -45,8 +45,9 @@ GpuSpec spec_from_profile(const CalibrationProfile& profile) {
   return gpu;
 }
 
-CheckReport check_profile(const CalibrationProfile& profile, const Measurements& measurements) {
-  const CostModel model(spec_from_profile(profile), profile);
+CheckReport check_profile(const CalibrationProfile& profile, const Measurements& measurements,
+                          const GpuSpec* datasheet) {
+  const CostModel model(datasheet != nullptr ? *datasheet : spec_from_profile(profile), profile);
   CheckReport report;
   std::vector<double> errors;
   for (const MeasurementSample& sample : measurements.samples) {

@@ -37,7 +37,11 @@ double predict_moe_layer(const CostModel& model, const MeasurementSample& layer,
 // profile must hold the memory and bf16 GEMM blocks.
 GpuSpec spec_from_profile(const CalibrationProfile& profile);
 
-CheckReport check_profile(const CalibrationProfile& profile, const Measurements& measurements);
+// With `datasheet`, the cost model starts from that GPU's datasheet figures and the documented
+// defaults, and the profile's blocks replace them where present (an empty profile checks the
+// defaults alone); without it, the profile must hold the memory and bf16 GEMM blocks.
+CheckReport check_profile(const CalibrationProfile& profile, const Measurements& measurements,
+                          const GpuSpec* datasheet = nullptr);
 std::string format_check_report(const CheckReport& report);
 
 }  // namespace moesim

@@ -40,7 +40,7 @@ TEST_CASE("default roofline matches the documented arithmetic", "[cost]") {
     const double compute = 2 * n * k * (m + 64) / (0.8 * 989e12);
     const double memory = (n * k * 2 + 2 * m * k + 2 * m * n) / (0.8 * 3.35e12);
     CHECK(model.gemm_seconds(m, n, k, Precision::bf16) ==
-          Approx(p_norm(4, 6e-6, compute, memory)).epsilon(1e-12));
+          Approx(p_norm(4, 9e-6, compute, memory)).epsilon(1e-12));
     CHECK(model.gemm_seconds(m, n, k, Precision::bf16) == Approx(compute).epsilon(1e-3));
   }
   SECTION("a one-token FP8 GEMM is bound by reading its weights once") {
@@ -48,7 +48,7 @@ TEST_CASE("default roofline matches the documented arithmetic", "[cost]") {
     const double memory = (n * k * 1 + 2 * k + 2 * n) / (0.8 * 3.35e12);
     const double compute = 2 * n * k * (1 + 64) / (0.7 * 1979e12);
     CHECK(model.gemm_seconds(1, n, k, Precision::fp8) ==
-          Approx(p_norm(4, 6e-6, compute, memory)).epsilon(1e-12));
+          Approx(p_norm(4, 9e-6, compute, memory)).epsilon(1e-12));
     CHECK(model.gemm_seconds(1, n, k, Precision::fp8) < 0.55 * model.gemm_seconds(1, n, k, Precision::bf16));
   }
   SECTION("memory traffic at 90 % of 3.35 TB/s plus a smooth launch cost") {

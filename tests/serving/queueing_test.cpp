@@ -33,9 +33,17 @@ double md1_waiting_cdf(double t, double lambda, double service) {
   return (1 - rho) * sum;
 }
 
+// The alternating sum loses precision for t of many service times, so the quantile
+// is bracketed by scanning up from 0 (it lies within a few service times at
+// moderate load) and then refined by bisection.
 double md1_waiting_quantile(double q, double lambda, double service) {
-  double low = 0, high = 100 * service;
-  for (int i = 0; i < 100; ++i) {
+  double low = 0, high = service / 16;
+  while (md1_waiting_cdf(high, lambda, service) < q) {
+    low = high;
+    high += service / 16;
+    REQUIRE(high < 30 * service);
+  }
+  for (int i = 0; i < 60; ++i) {
     const double middle = (low + high) / 2;
     (md1_waiting_cdf(middle, lambda, service) < q ? low : high) = middle;
   }
