@@ -79,12 +79,16 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
     thresholds[i] = static_cast<std::uint64_t>(std::min(masses[i] / total, 1.0) * kTwoTo32 + 0.5);
   thresholds[x] = std::uint64_t{1} << 32;
   thresholds_used_ += static_cast<std::int32_t>(x + 1);
-  std::int64_t at = 0;
-  for (int bucket = 0; bucket < kGuideSize; ++bucket) {
-    const std::uint64_t low = std::uint64_t(bucket) << (32 - kGuideBits);
-    while (thresholds[at] <= low)
-      ++at;
-    guides_[draw.guide + bucket] = static_cast<std::uint8_t>(at);
+  // Bucket b starts at the first x with thresholds[x] > b 2^(32 - kGuideBits): x fills the buckets
+  // from just above thresholds[x - 1] up to thresholds[x].
+  std::uint8_t* guide = guides_.data() + draw.guide;
+  std::uint64_t first_bucket = 0;
+  for (std::int64_t i = 0; i <= x && first_bucket < kGuideSize; ++i) {
+    if (thresholds[i] == 0) continue;
+    const std::uint64_t end_bucket =
+        std::min<std::uint64_t>(((thresholds[i] - 1) >> (32 - kGuideBits)) + 1, kGuideSize);
+    std::fill(guide + first_bucket, guide + std::max(first_bucket, end_bucket), static_cast<std::uint8_t>(i));
+    first_bucket = std::max(first_bucket, end_bucket);
   }
 }
 
