@@ -22,6 +22,12 @@ MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const Cap
   result_.active_experts_per_rank.resize(placement.ranks());
   result_.max_expert_load_per_rank.resize(placement.ranks());
   routed_per_slot_.resize(placement.slots());
+  for (int slot = 0; slot < placement.slots(); ++slot)
+    slot_expert_.push_back(placement.slot_expert(slot));
+  for (int expert = 0; expert < experts; ++expert) {
+    const auto slots = placement.expert_slots(expert);
+    only_slot_.push_back(slots.size() == 1 ? slots[0] : -1);
+  }
 }
 
 const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span<const std::int32_t> counts) {
@@ -42,6 +48,10 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
     const std::int32_t kept = drop && per_expert
                                   ? static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], r.capacity))
                                   : counts[e];
+    if (only_slot_[e] >= 0) {
+      r.kept_per_slot[only_slot_[e]] = kept;
+      continue;
+    }
     const auto slots = placement_.expert_slots(e);
     const auto replicas = static_cast<std::int32_t>(slots.size());
     for (std::int32_t i = 0; i < replicas; ++i)
@@ -50,25 +60,34 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
   if (drop && !per_expert) apply_rank_capacity();
 
   std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
-  std::fill(r.kept_per_rank.begin(), r.kept_per_rank.end(), 0);
-  std::fill(r.active_experts_per_rank.begin(), r.active_experts_per_rank.end(), 0);
-  std::fill(r.max_expert_load_per_rank.begin(), r.max_expert_load_per_rank.end(), 0);
   std::int64_t kept_total = 0;
-  for (int slot = 0; slot < placement_.slots(); ++slot) {
-    const std::int32_t load = r.kept_per_slot[slot];
-    const int rank = placement_.slot_rank(slot);
-    r.kept_per_expert[placement_.slot_expert(slot)] += load;
-    r.kept_per_rank[rank] += load;
-    r.active_experts_per_rank[rank] += load > 0 ? 1 : 0;
-    r.max_expert_load_per_rank[rank] = std::max(r.max_expert_load_per_rank[rank], load);
-    kept_total += load;
+  // Slots are numbered rank by rank, so each rank's sums stay in registers.
+  const int slots_per_rank = placement_.slots_per_rank();
+  for (int rank = 0, slot = 0; rank < placement_.ranks(); ++rank) {
+    std::int64_t rank_load = 0;
+    std::int32_t active = 0, largest = 0;
+    for (const int end = slot + slots_per_rank; slot < end; ++slot) {
+      const std::int32_t load = r.kept_per_slot[slot];
+      r.kept_per_expert[slot_expert_[slot]] += load;
+      rank_load += load;
+      active += load > 0 ? 1 : 0;
+      largest = std::max(largest, load);
+    }
+    r.kept_per_rank[rank] = rank_load;
+    r.active_experts_per_rank[rank] = active;
+    r.max_expert_load_per_rank[rank] = largest;
+    kept_total += rank_load;
   }
   r.dropped_assignments = r.assignments - kept_total;
-  r.tokens_fully_dropped =
-      r.assignments > 0 ? static_cast<double>(tokens) * std::pow(static_cast<double>(r.dropped_assignments) /
-                                                                     static_cast<double>(r.assignments),
-                                                                 top_k_)
-                        : 0.0;
+  r.tokens_fully_dropped = 0.0;
+  if (r.dropped_assignments > 0) {
+    const double drop_fraction =
+        static_cast<double>(r.dropped_assignments) / static_cast<double>(r.assignments);
+    double all_lost = 1.0;
+    for (int choice = 0; choice < top_k_; ++choice)
+      all_lost *= drop_fraction;
+    r.tokens_fully_dropped = static_cast<double>(tokens) * all_lost;
+  }
   r.expert_max_load = *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
   r.expert_mean_load = static_cast<double>(kept_total) / experts_;
   const auto straggler = std::max_element(r.kept_per_rank.begin(), r.kept_per_rank.end());

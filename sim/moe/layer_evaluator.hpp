@@ -64,6 +64,9 @@ class MoeLayerEvaluator {
   int top_k_;
   MoeLayerResult result_;
   std::vector<std::int32_t> routed_per_slot_;  // scratch of apply_rank_capacity
+  // The placement's tables as flat arrays for the per-slot loops.
+  std::vector<int> slot_expert_;
+  std::vector<int> only_slot_;  // an expert's slot when it has exactly one, else -1
 };
 
 }  // namespace moesim

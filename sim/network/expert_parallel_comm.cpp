@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -14,8 +15,12 @@ namespace {
 
 constexpr double kSecondsPerUs = 1e-6;
 
-double port_time(double load, double rate) {
-  return load > 0 ? load / rate : 0.0;
+// x^n for the small positive n of top-k routing: cheaper than std::pow on the hot path.
+double integer_power(double x, int n) {
+  double result = 1.0;
+  for (; n > 0; n >>= 1, x *= x)
+    if (n & 1) result *= x;
+  return result;
 }
 
 }  // namespace
@@ -40,6 +45,13 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
       const double achieved = graph.link_bandwidth(link) * params_.efficiency(graph.link_class(link));
       (graph.link_class(link) == LinkClass::scale_up ? rate.scale_up_in : rate.scale_out_in) += achieved;
     }
+  }
+  auto reciprocal = [](double rate) {
+    return rate > 0 ? 1.0 / rate : std::numeric_limits<double>::infinity();
+  };
+  for (const auto& rate : rates_) {
+    costs_.push_back({reciprocal(rate.scale_up_out), reciprocal(rate.scale_up_in),
+                      reciprocal(rate.scale_out_out), reciprocal(rate.scale_out_in)});
   }
   // Routes are looked up once here (which also rejects RDMA-only on a cluster without NICs).
   for (int src = 0; src < ranks; ++src) {
@@ -69,6 +81,7 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
   node_tokens_.resize(layout_.node_count());
   node_reach_.resize(layout_.node_count());
   node_unique_.resize(layout_.node_count());
+  rank_reach_.resize(static_cast<std::size_t>(layout_.rank_count()));
   node_active_ranks_.resize(layout_.node_count());
   position_tokens_.resize(layout_.ranks_per_node());
   scale_up_out_.resize(ranks);
@@ -146,18 +159,20 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
   double reach_sum = 0;
   int nodes_reached = 0;
   for (int node = 0; node < layout_.node_count(); ++node) {
-    node_reach_[node] = 1 - std::pow(1 - node_share_[node], k);
+    node_reach_[node] = 1 - integer_power(1 - node_share_[node], traffic.top_k);
     reach_sum += node_reach_[node];
     if (node_reach_[node] > 0) ++nodes_reached;
   }
-  for (int rank = 0; rank < ranks; ++rank)
-    node_unique_[layout_.node(rank)] += 1 - std::pow(1 - rank_share_[rank], k);
+  for (int rank = 0; rank < ranks; ++rank) {
+    rank_reach_[rank] = 1 - integer_power(1 - rank_share_[rank], traffic.top_k);
+    node_unique_[layout_.node(rank)] += rank_reach_[rank];
+  }
   for (int rank = 0; rank < ranks; ++rank) {
     const int node = layout_.node(rank);
     const double tokens = traffic.tokens_from_rank[rank];
     const double rail_tokens = position_tokens_[layout_.position(rank)];
     const double relayed_tokens = rail_tokens - tokens;
-    const double reach = 1 - std::pow(1 - rank_share_[rank], k);
+    const double reach = rank_reach_[rank];
     scale_out_out_[rank] = tokens * payload * (reach_sum - node_reach_[node]);
     scale_out_in_[rank] = payload * node_reach_[node] * relayed_tokens;
     scale_up_out_[rank] = payload * rail_tokens * (node_unique_[node] - reach);
@@ -174,21 +189,27 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
 
 double ExpertParallelComm::phase_seconds(const EpTraffic& traffic, bool reverse) const {
   if (!compute_loads(traffic)) return 0;
+  return phase_from_loads(reverse, 1.0);
+}
+
+double ExpertParallelComm::phase_from_loads(bool reverse, double payload_scale) const {
+  // Seconds of the busiest port at payload scale 1; a port with no load costs nothing.
+  auto port = [](double load, double seconds_per_byte) { return load > 0 ? load * seconds_per_byte : 0.0; };
   double transfer = 0;
   for (int rank = 0; rank < layout_.rank_count(); ++rank) {
-    const auto& rate = rates_[rank];
+    const auto& cost = costs_[rank];
     const double up_out = reverse ? scale_up_in_[rank] : scale_up_out_[rank];
     const double up_in = reverse ? scale_up_out_[rank] : scale_up_in_[rank];
     const double net_out = reverse ? scale_out_in_[rank] : scale_out_out_[rank];
     const double net_in = reverse ? scale_out_out_[rank] : scale_out_in_[rank];
-    transfer = std::max({transfer, port_time(up_out, rate.scale_up_out), port_time(up_in, rate.scale_up_in),
-                         port_time(net_out, rate.scale_out_out), port_time(net_in, rate.scale_out_in)});
+    transfer = std::max({transfer, port(up_out, cost.scale_up_out), port(up_in, cost.scale_up_in),
+                         port(net_out, cost.scale_out_out), port(net_in, cost.scale_out_in)});
   }
   const double cross_latency = transport_ == EpTransport::low_latency ? cross_node_latency_ : rail_latency_;
   const double latency =
       std::max(any_same_node_ ? same_node_latency_ : 0.0, any_cross_node_ ? cross_latency : 0.0);
   if (most_peers_ == 0) return 0;
-  return transfer + latency +
+  return transfer * payload_scale + latency +
          (params_.launch_overhead_us + params_.per_peer_overhead_us * most_peers_) * kSecondsPerUs;
 }
 
@@ -202,10 +223,27 @@ double ExpertParallelComm::combine_seconds(const EpTraffic& traffic) const {
 
 double ExpertParallelComm::bytes(const EpTraffic& traffic) const {
   if (!compute_loads(traffic)) return 0;
+  return bytes_from_loads();
+}
+
+double ExpertParallelComm::bytes_from_loads() const {
   double total = 0;
   for (int rank = 0; rank < layout_.rank_count(); ++rank)
     total += scale_up_out_[rank] + scale_out_out_[rank];
   return total;
+}
+
+EpPhaseCosts ExpertParallelComm::dispatch_and_combine(const EpTraffic& traffic,
+                                                      double combine_bytes_per_token) const {
+  EpPhaseCosts costs;
+  if (!compute_loads(traffic) || !(traffic.bytes_per_token > 0)) return costs;
+  // Every load is linear in the payload, so the combine reuses the dispatch loads, reversed and rescaled.
+  const double combine_scale = combine_bytes_per_token / traffic.bytes_per_token;
+  costs.dispatch_seconds = phase_from_loads(false, 1.0);
+  costs.combine_seconds = phase_from_loads(true, combine_scale);
+  costs.dispatch_bytes = bytes_from_loads();
+  costs.combine_bytes = costs.dispatch_bytes * combine_scale;
+  return costs;
 }
 
 }  // namespace moesim

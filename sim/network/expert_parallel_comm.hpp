@@ -31,6 +31,14 @@ struct EpTraffic {
 // GPUs' first hop are not the bottleneck (true for a non-oversubscribed fabric).
 //
 // Not thread-safe: calls reuse internal scratch arrays so that no call allocates.
+// Both phases of one MoE layer's all-to-all.
+struct EpPhaseCosts {
+  double dispatch_seconds = 0;
+  double combine_seconds = 0;
+  double dispatch_bytes = 0;
+  double combine_bytes = 0;
+};
+
 class ExpertParallelComm {
  public:
   ExpertParallelComm(const ClusterGraph& graph, std::vector<int> ep_gpus, NetworkParams params);
@@ -41,6 +49,9 @@ class ExpertParallelComm {
   double combine_seconds(const EpTraffic& traffic) const;
   // Bytes leaving GPUs in one phase (relayed copies counted again at the relay); self-traffic excluded.
   double bytes(const EpTraffic& traffic) const;
+  // dispatch_seconds, combine_seconds and bytes of both phases from one pass over the ranks;
+  // `traffic.bytes_per_token` is the dispatch payload, `combine_bytes_per_token` the combine one.
+  EpPhaseCosts dispatch_and_combine(const EpTraffic& traffic, double combine_bytes_per_token) const;
 
   const EpLayout& layout() const { return layout_; }
   const NetworkParams& params() const { return params_; }
@@ -52,15 +63,25 @@ class ExpertParallelComm {
     double scale_out_out = 0;
     double scale_out_in = 0;
   };
+  // Seconds per byte of each port (the reciprocals of PortRates; infinite for a missing port).
+  struct PortCosts {
+    double scale_up_out = 0;
+    double scale_up_in = 0;
+    double scale_out_out = 0;
+    double scale_out_in = 0;
+  };
   // Fills the per-rank port loads; returns false when nothing moves.
   bool compute_loads(const EpTraffic& traffic) const;
   double phase_seconds(const EpTraffic& traffic, bool reverse) const;
+  double phase_from_loads(bool reverse, double payload_scale) const;
+  double bytes_from_loads() const;
 
   EpLayout layout_;
   NetworkParams params_;
   EpTransport transport_;
   bool rdma_only_;
   std::vector<PortRates> rates_;
+  std::vector<PortCosts> costs_;
   double same_node_latency_ = 0;   // longest path latency between two ranks of one node
   double cross_node_latency_ = 0;  // longest between ranks of different nodes
   double rail_latency_ = 0;        // longest from a rank to its forwarder on another node
@@ -71,6 +92,7 @@ class ExpertParallelComm {
   mutable std::vector<double> node_tokens_;      // tokens originating on node N
   mutable std::vector<double> node_reach_;       // U_N
   mutable std::vector<double> node_unique_;      // sum of u_d over the node's ranks
+  mutable std::vector<double> rank_reach_;       // u_d: a token reaches rank d at least once
   mutable std::vector<int> node_active_ranks_;   // ranks of the node with p_d > 0
   mutable std::vector<double> position_tokens_;  // Rt_q: tokens originating at position q over all nodes
   mutable std::vector<double> scale_up_out_;

@@ -48,14 +48,24 @@ StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layou
     slots_per_rank_ = placement->slots_per_rank();
     // Per-expert GEMM times by token count, up to the largest step of one instance.
     const std::int64_t max_step_tokens = std::int64_t{options_.max_step_tokens};
-    expert_cost_.emplace(cost_.expert_cost_table(expert_hidden_, expert_ffn_per_gpu_,
-                                                 options_.expert_precision, max_step_tokens));
+    expert_seconds_by_tokens_.resize(static_cast<std::size_t>(max_step_tokens) + 1, 0.0);
+    for (std::size_t tokens = 1; tokens < expert_seconds_by_tokens_.size(); ++tokens) {
+      expert_seconds_by_tokens_[tokens] = cost_.expert_gemms_seconds(
+          static_cast<double>(tokens), expert_hidden_, expert_ffn_per_gpu_, options_.expert_precision);
+    }
     // Assumption (moesim's simplification for speed): the SiLU-and-multiply kernel of a
     // rank costs its large-size bandwidth rate per assignment, without a per-kernel floor.
     constexpr double kReferenceAssignments = 1e6;
     silu_seconds_per_assignment_ =
         cost_.memory_seconds(kReferenceAssignments * 6.0 * expert_ffn_per_gpu_) / kReferenceAssignments;
   }
+}
+
+double StepCostModel::expert_seconds(std::int32_t tokens) const {
+  if (static_cast<std::size_t>(tokens) < expert_seconds_by_tokens_.size()) {
+    return expert_seconds_by_tokens_[static_cast<std::size_t>(tokens)];
+  }
+  return cost_.expert_gemms_seconds(tokens, expert_hidden_, expert_ffn_per_gpu_, options_.expert_precision);
 }
 
 double StepCostModel::attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const {
@@ -179,7 +189,7 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
       const std::int32_t* slot_tokens =
           result.kept_per_slot.data() + r * static_cast<std::size_t>(slots_per_rank_);
       for (int s = 0; s < slots_per_rank_; ++s)
-        busy += expert_cost_->seconds(slot_tokens[s]);
+        busy += expert_seconds(slot_tokens[s]);
       const auto kept = result.kept_per_rank[r];
       busy += static_cast<double>(kept) * silu_seconds_per_assignment_;
       rank_busy_s_[r] = busy;
@@ -201,11 +211,11 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
       traffic.assignments_to_rank = assignments_to_rank_;
       traffic.top_k = model_.top_k;
       traffic.bytes_per_token = expert_hidden_ * options_.dispatch_bytes_per_element;
-      timing.dispatch_s += expert_comm_->dispatch_seconds(traffic);
-      timing.network_bytes += expert_comm_->bytes(traffic);
-      traffic.bytes_per_token = expert_hidden_ * options_.combine_bytes_per_element;
-      timing.combine_s += expert_comm_->combine_seconds(traffic);
-      timing.network_bytes += expert_comm_->bytes(traffic);
+      const EpPhaseCosts phases =
+          expert_comm_->dispatch_and_combine(traffic, expert_hidden_ * options_.combine_bytes_per_element);
+      timing.dispatch_s += phases.dispatch_seconds;
+      timing.combine_s += phases.combine_seconds;
+      timing.network_bytes += phases.dispatch_bytes + phases.combine_bytes;
     }
 
     MoeLayerSample sample;

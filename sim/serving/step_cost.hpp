@@ -77,6 +77,7 @@ class StepCostModel {
   double moe_dense_part_rank_seconds(const BatchShape& shape) const;
   double lm_head_rank_seconds(const BatchShape& shape) const;
   double allreduce_seconds(std::int64_t tokens) const;
+  double expert_seconds(std::int32_t tokens) const;
 
   const ModelSpec& model_;
   ParallelLayout layout_;
@@ -87,7 +88,8 @@ class StepCostModel {
   StepCostOptions options_;
   MoeLoadMetrics* moe_metrics_;
   std::unique_ptr<MoeLayerEvaluator> evaluator_;
-  std::optional<ExpertCostTable> expert_cost_;
+  // One expert's GEMM time by its token count (index), up to the largest step.
+  std::vector<double> expert_seconds_by_tokens_;
   int slots_per_rank_ = 0;
   double silu_seconds_per_assignment_ = 0;
 
