@@ -28,6 +28,7 @@ MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const Cap
     const auto slots = placement.expert_slots(expert);
     only_slot_.push_back(slots.size() == 1 ? slots[0] : -1);
   }
+  all_single_slot_ = placement.slots() == experts;
 }
 
 const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span<const std::int32_t> counts) {
@@ -43,6 +44,9 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
                : per_expert
                    ? expert_capacity(capacity_, tokens, top_k_, experts_)
                    : rank_capacity(capacity_, tokens, top_k_, experts_, experts_ / placement_.ranks());
+  // Without replicas and rank capacity, an expert's kept load is its slot's: fill both at once.
+  const bool direct = all_single_slot_ && !(drop && !per_expert);
+  std::int32_t expert_max = 0;
   for (int e = 0; e < experts_; ++e) {
     r.assignments += counts[e];
     const std::int32_t kept = drop && per_expert
@@ -50,6 +54,10 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
                                   : counts[e];
     if (only_slot_[e] >= 0) {
       r.kept_per_slot[only_slot_[e]] = kept;
+      if (direct) {
+        r.kept_per_expert[e] = kept;
+        expert_max = std::max(expert_max, kept);
+      }
       continue;
     }
     const auto slots = placement_.expert_slots(e);
@@ -59,7 +67,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
   }
   if (drop && !per_expert) apply_rank_capacity();
 
-  std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
+  if (!direct) std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
   std::int64_t kept_total = 0;
   // Slots are numbered rank by rank, so each rank's sums stay in registers.
   const int slots_per_rank = placement_.slots_per_rank();
@@ -68,7 +76,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
     std::int32_t active = 0, largest = 0;
     for (const int end = slot + slots_per_rank; slot < end; ++slot) {
       const std::int32_t load = r.kept_per_slot[slot];
-      r.kept_per_expert[slot_expert_[slot]] += load;
+      if (!direct) r.kept_per_expert[slot_expert_[slot]] += load;
       rank_load += load;
       active += load > 0 ? 1 : 0;
       largest = std::max(largest, load);
@@ -88,7 +96,8 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
       all_lost *= drop_fraction;
     r.tokens_fully_dropped = static_cast<double>(tokens) * all_lost;
   }
-  r.expert_max_load = *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
+  r.expert_max_load =
+      direct ? expert_max : *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
   r.expert_mean_load = static_cast<double>(kept_total) / experts_;
   const auto straggler = std::max_element(r.kept_per_rank.begin(), r.kept_per_rank.end());
   r.straggler_rank = static_cast<int>(straggler - r.kept_per_rank.begin());

@@ -67,6 +67,7 @@ class MoeLayerEvaluator {
   // The placement's tables as flat arrays for the per-slot loops.
   std::vector<int> slot_expert_;
   std::vector<int> only_slot_;  // an expert's slot when it has exactly one, else -1
+  bool all_single_slot_ = false;
 };
 
 }  // namespace moesim
