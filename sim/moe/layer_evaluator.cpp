@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -47,17 +48,24 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
   // Without replicas and rank capacity, an expert's kept load is its slot's: fill both at once.
   const bool direct = all_single_slot_ && !(drop && !per_expert);
   std::int32_t expert_max = 0;
-  for (int e = 0; e < experts_; ++e) {
+  if (direct) {
+    // The common case, without branches in the loop: every expert owns one slot.
+    const std::int64_t cap = drop ? r.capacity : std::numeric_limits<std::int32_t>::max();
+    for (int e = 0; e < experts_; ++e) {
+      r.assignments += counts[e];
+      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
+      r.kept_per_slot[only_slot_[e]] = kept;
+      r.kept_per_expert[e] = kept;
+      expert_max = std::max(expert_max, kept);
+    }
+  }
+  for (int e = 0; !direct && e < experts_; ++e) {
     r.assignments += counts[e];
     const std::int32_t kept = drop && per_expert
                                   ? static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], r.capacity))
                                   : counts[e];
     if (only_slot_[e] >= 0) {
       r.kept_per_slot[only_slot_[e]] = kept;
-      if (direct) {
-        r.kept_per_expert[e] = kept;
-        expert_max = std::max(expert_max, kept);
-      }
       continue;
     }
     const auto slots = placement_.expert_slots(e);
