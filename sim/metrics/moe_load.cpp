@@ -28,8 +28,10 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
   expert_imbalance_.record(sample.expert_max_over_mean);
   rank_imbalance_.record(sample.rank_max_over_mean);
 
-  std::int64_t* load = expert_load_.data() + static_cast<std::size_t>(sample.layer) * static_cast<std::size_t>(experts_);
-  for (std::size_t e = 0; e < sample.expert_demand.size(); ++e) load[e] += sample.expert_demand[e];
+  std::int64_t* load =
+      expert_load_.data() + static_cast<std::size_t>(sample.layer) * static_cast<std::size_t>(experts_);
+  for (std::size_t e = 0; e < sample.expert_demand.size(); ++e)
+    load[e] += sample.expert_demand[e];
   for (std::size_t r = 0; r < sample.rank_assignments.size(); ++r) {
     rank_tokens_[r] += sample.rank_assignments[r];
     rank_busy_s_[r] += sample.rank_busy_s[r];
@@ -46,14 +48,17 @@ nlohmann::json MoeLoadMetrics::layers_json(bool include_expert_load) const {
         {"moe_layer", l},
         {"assignments", layer.assignments},
         {"dropped_assignments", layer.dropped},
-        {"drop_rate", layer.assignments == 0 ? 0.0 : static_cast<double>(layer.dropped) / static_cast<double>(layer.assignments)},
+        {"drop_rate", layer.assignments == 0
+                          ? 0.0
+                          : static_cast<double>(layer.dropped) / static_cast<double>(layer.assignments)},
         {"tokens_fully_dropped", layer.tokens_fully_dropped},
         {"expert_max_over_mean_mean", layer.expert_imbalance_sum / samples},
         {"rank_max_over_mean_mean", layer.rank_imbalance_sum / samples},
         {"rank_max_over_mean_max", layer.rank_imbalance_max},
     };
     if (include_expert_load) {
-      const auto begin = expert_load_.begin() + static_cast<std::ptrdiff_t>(l * static_cast<std::size_t>(experts_));
+      const auto begin =
+          expert_load_.begin() + static_cast<std::ptrdiff_t>(l * static_cast<std::size_t>(experts_));
       entry["expert_load"] = std::vector<std::int64_t>(begin, begin + experts_);
     }
     layers.push_back(std::move(entry));

@@ -23,18 +23,24 @@ std::size_t TimeSeries::window_of(SimTime at) {
   return index;
 }
 
-void TimeSeries::extend_to(SimTime at) { window_of(at); }
+void TimeSeries::extend_to(SimTime at) {
+  window_of(at);
+}
 
 void TimeSeries::record(SimTime at, int column, double value) {
   const std::size_t index = window_of(at);
   auto& slot = values_[static_cast<std::size_t>(column)][index];
   switch (columns_[static_cast<std::size_t>(column)].aggregation) {
-    case Aggregation::sum: slot += value; break;
+    case Aggregation::sum:
+      slot += value;
+      break;
     case Aggregation::mean:
       slot += value;
       samples_[static_cast<std::size_t>(column)][index] += 1.0;
       break;
-    case Aggregation::max: slot = std::max(slot, value); break;
+    case Aggregation::max:
+      slot = std::max(slot, value);
+      break;
   }
 }
 
@@ -52,11 +58,13 @@ nlohmann::json TimeSeries::to_json() const {
   nlohmann::json result;
   result["window_s"] = ns_to_seconds(window_);
   std::vector<double> starts(windows_);
-  for (std::size_t i = 0; i < windows_; ++i) starts[i] = ns_to_seconds(static_cast<SimTime>(i) * window_);
+  for (std::size_t i = 0; i < windows_; ++i)
+    starts[i] = ns_to_seconds(static_cast<SimTime>(i) * window_);
   result["start_s"] = starts;
   for (std::size_t c = 0; c < columns_.size(); ++c) {
     std::vector<double> column(windows_);
-    for (std::size_t i = 0; i < windows_; ++i) column[i] = value(i, static_cast<int>(c));
+    for (std::size_t i = 0; i < windows_; ++i)
+      column[i] = value(i, static_cast<int>(c));
     result[columns_[c].name] = column;
   }
   return result;

@@ -25,7 +25,8 @@ TEST_CASE("histogram quantiles are within its resolution of the exact sample qua
     CHECK(histogram.quantile(q) == Approx(samples[rank]).epsilon(2.0 / Histogram::kSubBuckets));
   }
   double sum = 0;
-  for (double value : samples) sum += value;
+  for (double value : samples)
+    sum += value;
   CHECK(histogram.mean() == Approx(sum / samples.size()).epsilon(1e-12));
   CHECK(histogram.max() == samples.back());
   CHECK(histogram.count() == samples.size());
