@@ -27,7 +27,7 @@ fs::path small_scenario() {
   write_file_atomically(file, R"({
     "name": "sweep-test", "model": "olmoe-1b-7b", "cluster": "h100-8x1",
     "deployment": {"parallel": {"attention_tp": 1, "attention_dp": 8, "expert_ep": 8}},
-    "workload": {"kind": "closed_loop", "concurrency": 8, "input_tokens": 64, "output_tokens": 16, "requests": 24},
+    "workload": {"kind": "closed_loop", "concurrency": 8, "input_tokens": 64, "output_tokens": 32, "requests": 64},
     "router": {"kind": "zipf", "exponent": 1.0},
     "capacity": {"policy": "drop", "capacity_factor": 1.0},
     "outputs": {"expert_load": false}})");
@@ -225,8 +225,8 @@ TEST_CASE("a sweep's reports do not depend on the job count", "[sweep]") {
   const auto& low = summary["points"][1]["metrics"];   // factor 1.0, exponent 1.5
   const auto& high = summary["points"][5]["metrics"];  // factor 2.0, exponent 1.5
   CHECK(low["drop_rate"].get<double>() > high["drop_rate"].get<double>());
-  CHECK(low["arrived"] == 24);
-  CHECK(low["completed"] == 24);
+  CHECK(low["arrived"] == 64);
+  CHECK(low["completed"] == 64);
   CHECK(low["gpus"] == 8);
   CHECK(summary["points"][1]["values"]["capacity.capacity_factor"] == 1.0);
   CHECK(summary["points"][1]["values"]["router.exponent"] == 1.5);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -50,17 +51,20 @@ std::string metric_text(const nlohmann::json& value, const char* format) {
 // The summary's key columns, one line per point.
 void print_summary_table(const std::filesystem::path& directory) {
   const nlohmann::json summary = JsonReader::parse_file(directory / "summary.json");
+  std::vector<std::size_t> widths;
   std::string header = fmt::format("{:>5}", "point");
-  for (const auto& key : summary["keys"])
-    header += fmt::format("  {:>14}", key.get<std::string>());
+  for (const auto& key : summary["keys"]) {
+    widths.push_back(std::max<std::size_t>(8, key.get<std::string>().size()));
+    header += fmt::format("  {:>{}}", key.get<std::string>(), widths.back());
+  }
   header += fmt::format("  {:>8}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}", "req/s", "drop", "ttft p99", "tpot p50",
                         "tpot p99", "e2e p99");
   fmt::print("{}\n", header);
   for (const auto& point : summary["points"]) {
     std::string line = fmt::format("{:>5}", point["index"].get<std::size_t>());
-    for (const auto& key : summary["keys"]) {
-      const auto& value = point["values"][key.get<std::string>()];
-      line += fmt::format("  {:>14}", value.is_string() ? value.get<std::string>() : value.dump());
+    for (std::size_t k = 0; k < widths.size(); ++k) {
+      const auto& value = point["values"][summary["keys"][k].get<std::string>()];
+      line += fmt::format("  {:>{}}", value.is_string() ? value.get<std::string>() : value.dump(), widths[k]);
     }
     const auto& m = point["metrics"];
     line += fmt::format("  {:>8}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}",
@@ -145,7 +149,7 @@ void add_sweep_commands(CLI::App& app) {
       ->add_option("--out", options->out, "Sweep directory (created; resumed if it holds this sweep)")
       ->required();
   sweep_command->add_option("--jobs,-j", options->jobs, "Points run at once (default: the number of cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 4096));
   sweep_command->add_option("--shard", options->shard,
                             "i/N: run only the points whose index % N == i (i from 0); join with merge");
   sweep_command->add_flag("--quiet,-q", options->quiet, "No progress and no summary table");
