@@ -10,6 +10,35 @@ namespace moesim {
 namespace {
 
 constexpr std::string_view kOverrideSource = "--set";
+// Simulated time is int64 nanoseconds (292 years); durations in a scenario stay well inside.
+constexpr double kLongestRunSeconds = 1e9;
+
+// The cost model's precision for a stored data type: 8-bit types run FP8 GEMMs,
+// 4-bit ones FP4; wider ones BF16.
+Precision precision_of(DataType type) {
+  switch (type) {
+    case DataType::fp8:
+    case DataType::int8:
+      return Precision::fp8;
+    case DataType::mxfp4:
+    case DataType::nvfp4:
+    case DataType::int4:
+      return Precision::fp4;
+    default:
+      return Precision::bf16;
+  }
+}
+
+DataType data_type_of(Precision precision) {
+  switch (precision) {
+    case Precision::fp8:
+      return DataType::fp8;
+    case Precision::fp4:
+      return DataType::mxfp4;
+    default:
+      return DataType::bf16;
+  }
+}
 
 // A catalogue entry given by name, by path, or inline as an object.
 template <typename Spec, typename ParseFn>
@@ -117,16 +146,49 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   const auto seed_value = reader.non_negative_integer("seed", 1);
   scenario.seed = seed.value_or(static_cast<std::uint64_t>(seed_value));
   if (auto stop = reader.optional_object("stop")) {
-    if (stop->has("time_limit_s")) scenario.time_limit_s = stop->positive_number("time_limit_s");
+    if (stop->has("time_limit_s")) {
+      scenario.time_limit_s = stop->positive_number("time_limit_s");
+      if (*scenario.time_limit_s > kLongestRunSeconds) {
+        stop->fail("time_limit_s",
+                   fmt::format("expected at most {:g} s (about 30 years)", kLongestRunSeconds));
+      }
+    }
     stop->finish();
   }
   if (auto outputs = reader.optional_object("outputs")) {
     if (outputs->has("report")) scenario.outputs.report = resolve_user_path(outputs->string("report"), base);
     scenario.outputs.timeseries_window_s = outputs->positive_number("timeseries_window_s", 60);
+    if (scenario.outputs.timeseries_window_s < 1e-3 ||
+        scenario.outputs.timeseries_window_s > kLongestRunSeconds) {
+      outputs->fail("timeseries_window_s",
+                    fmt::format("expected a window between 0.001 s and {:g} s, got {}", kLongestRunSeconds,
+                                scenario.outputs.timeseries_window_s));
+    }
     scenario.outputs.expert_load = outputs->boolean("expert_load", true);
     outputs->finish();
   }
   reader.finish();
+
+  // deployment.precision.{weights,experts}, when given, says how this deployment stores the
+  // weights (e.g. FP8 serving of a BF16 checkpoint): it replaces the model's data types, so the
+  // memory plan and the cost model agree. Otherwise the model's own types are used.
+  const nlohmann::json* precision = nullptr;
+  if (const auto& deployment = scenario.document["deployment"]; deployment.contains("precision")) {
+    precision = &deployment["precision"];
+  }
+  bool retyped = false;
+  if (precision != nullptr && precision->contains("weights")) {
+    scenario.model.weight_dtype = data_type_of(scenario.deployment.step.weight_precision);
+    retyped = true;
+  }
+  if (precision != nullptr && precision->contains("experts")) {
+    scenario.model.expert_dtype = data_type_of(scenario.deployment.step.expert_precision);
+    retyped = true;
+  }
+  if (retyped) derive_model_quantities(scenario.model, file.string() + ": deployment.precision");
+  scenario.deployment.step.weight_precision = precision_of(scenario.model.weight_dtype);
+  scenario.deployment.step.expert_precision = precision_of(scenario.model.expert_dtype);
+  scenario.deployment.step.lm_head_precision = precision_of(scenario.model.embedding_dtype);
 
   validate_layout(scenario.deployment.layout, scenario.model, file.string() + ": deployment.parallel");
   if (scenario.model.is_moe() && scenario.deployment.layout.redundant_experts > 0) {

@@ -69,7 +69,9 @@ void BatchScheduler::preempt_last(RequestObserver& observer, SimTime now) {
   victim.prompt_target = victim.request.input_tokens + victim.generated;
   victim.prefilled = 0;
   victim.scheduled_tokens = 0;
+  victim.cached_tokens = 0;  // the recompute prefills the whole prompt again
   ++victim.preemptions;
+  preempted_this_step_ = true;
   observer.on_preempted(now);
   waiting_.push_front(std::move(victim));
 }
@@ -139,6 +141,7 @@ void BatchScheduler::add_prefill(Sequence& sequence, std::int32_t chunk) {
 
 const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observer) {
   shape_ = BatchShape{};
+  preempted_this_step_ = false;
   std::int64_t budget = spec_.max_batched_tokens;
 
   for (std::size_t i = 0; i < running_.size();) {
@@ -178,7 +181,10 @@ const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observ
     ++i;
   }
 
-  while (!waiting_.empty() && budget > 0 &&
+  // As vLLM does, a step that had to preempt admits nothing, so the victim is not
+  // readmitted at once only to be preempted again; unless nothing else would run.
+  const bool admit = !preempted_this_step_ || running_.empty();
+  while (admit && !waiting_.empty() && budget > 0 &&
          static_cast<std::int64_t>(running_.size()) < spec_.max_sequences) {
     Sequence& candidate = waiting_.front();
     if (candidate.first_scheduled < 0 && candidate.preemptions == 0) {
@@ -186,8 +192,14 @@ const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observ
       candidate.prefilled = candidate.cached_tokens;
     }
     const std::int64_t remaining = candidate.prompt_target - candidate.prefilled;
-    const std::int64_t chunk = std::min(remaining, budget);
-    if (!spec_.chunked_prefill && chunk < remaining) break;
+    std::int64_t chunk = std::min(remaining, budget);
+    if (!spec_.chunked_prefill && chunk < remaining) {
+      // A recomputed prompt (prompt plus generated tokens) can exceed the step budget
+      // without chunking; it then runs alone in an oversized step rather than block the queue.
+      const bool runs_alone = running_.empty() && budget == spec_.max_batched_tokens;
+      if (!runs_alone) break;
+      chunk = remaining;
+    }
     const std::int32_t blocks_needed = blocks_for(candidate.prefilled + chunk);
     if (blocks_needed > free_blocks_) break;
     free_blocks_ -= blocks_needed;
@@ -196,7 +208,7 @@ const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observ
     running_.push_back(std::move(candidate));
     waiting_.pop_front();
     add_prefill(running_.back(), static_cast<std::int32_t>(chunk));
-    budget -= chunk;
+    budget = std::max<std::int64_t>(0, budget - chunk);
   }
   trim_prefix_cache();
   return shape_;

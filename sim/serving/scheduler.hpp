@@ -119,6 +119,7 @@ class BatchScheduler {
   std::vector<Sequence> running_;  // in admission order
   std::deque<Sequence> waiting_;
   BatchShape shape_;
+  bool preempted_this_step_ = false;
   // Prefix cache: block ids whose KV sits in free blocks, least recently used first.
   // Its size never exceeds the free blocks: allocation evicts from the front.
   std::list<std::uint64_t> prefix_lru_;

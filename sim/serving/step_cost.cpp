@@ -116,7 +116,7 @@ double StepCostModel::lm_head_rank_seconds(const BatchShape& shape) const {
   if (shape.logits == 0) return 0.0;
   return cost_.gemm_seconds(static_cast<double>(shape.logits),
                             static_cast<double>(model_.vocab) / layout_.attention_tp, model_.hidden,
-                            options_.weight_precision);
+                            options_.lm_head_precision);
 }
 
 double StepCostModel::allreduce_seconds(std::int64_t tokens) const {

@@ -50,6 +50,7 @@ class TensorParallelAllReduce {
 struct StepCostOptions {
   Precision weight_precision = Precision::bf16;
   Precision expert_precision = Precision::bf16;
+  Precision lm_head_precision = Precision::bf16;
   double dispatch_bytes_per_element = 2;  // activations sent to the experts (FP8 dispatch: 1)
   double combine_bytes_per_element = 2;   // expert outputs returned (BF16)
   double activation_bytes_per_element = 2;

@@ -64,6 +64,16 @@ check "bad trace row names line and column" 2 "bad.csv: line 3, column ContextTo
   --report "$work/bad3.json"
 check "no report after a bad trace" 1 "" -- test -e "$work/bad3.json"
 check "no temporary files left" 0 "^0$" -- bash -c "ls -A '$work' | grep -c tmp || true"
+check "sweep runs a grid" 0 "" -- "$MOESIM" sweep "$small" --vary capacity.capacity_factor=1.0,2.0 \
+  --out "$work/sweep" --jobs 2 --quiet
+check "sweep summary has one row per point" 0 "^3$" -- bash -c "wc -l < '$work/sweep/summary.csv'"
+check "sweep resumes without rerunning" 0 "" -- "$MOESIM" sweep "$small" --vary capacity.capacity_factor=1.0,2.0 \
+  --out "$work/sweep" --quiet
+check "sweep with another grid into the same folder" 2 "sweep.json" -- "$MOESIM" sweep "$small" \
+  --vary capacity.capacity_factor=1.0,3.0 --out "$work/sweep" --quiet
+check "bad --vary" 2 "capacity.capacity_factor" -- "$MOESIM" sweep "$small" --vary capacity.capacity_factor=1:2:0 \
+  --out "$work/sweep2" --quiet
+check "merge rebuilds the summary" 0 "" -- "$MOESIM" merge "$work/sweep" --out "$work/sweep"
 check "usage error" 2 "" -- "$MOESIM" run
 check "trace inspect" 0 "19366|rows" -- "$MOESIM" trace inspect "${MOESIM_DATA:-$MOESIM_SOURCE/../shared/data}/traces/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
 check "models show" 0 "deepseek" -- "$MOESIM" models show deepseek-v3

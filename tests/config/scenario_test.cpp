@@ -107,6 +107,15 @@ TEST_CASE("bad scenarios are rejected with the file and the key named", "[config
                  "window.json", "outputs.timeseries_window_s: expected a positive number");
   check_rejected(broken([](auto& d) { d["schema_version"] = 2; }), "version.json", "schema_version");
   check_rejected(broken([](auto& d) {
+                   d["stop"] = {{"time_limit_s", 1e10}};
+                 }),
+                 "limit.json", "stop.time_limit_s: expected at most");
+  check_rejected(broken([](auto& d) {
+                   d["outputs"] = {{"timeseries_window_s", 1e-10}};
+                 }),
+                 "tiny_window.json", "outputs.timeseries_window_s: expected a window between");
+
+  check_rejected(broken([](auto& d) {
                    d["model"] = "llama-2-70b";
                    d["deployment"]["parallel"] = {{"attention_tp", 1}};
                  }),

@@ -139,3 +139,38 @@ TEST_CASE("sliding-window attention caps the keys each query sees", "[serving][s
   CHECK(shape.prefill_windowed_pairs == Approx(128.0 * 129 / 2 + (300 - 128) * 128.0));
   CHECK(shape.prefill_pairs == Approx(300.0 * 301 / 2));
 }
+
+TEST_CASE("a recomputed prompt longer than an unchunked step still runs", "[serving][scheduler]") {
+  // Without chunking, a victim's recompute (prompt + generated) can exceed the step budget;
+  // it must run alone instead of blocking the queue forever.
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 64, .chunked_prefill = false, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 192, 0, 0);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 60, 100), 0, recorder);
+  scheduler.enqueue(make_request(1, 60, 100), 0, recorder);
+  scheduler.enqueue(make_request(2, 10, 5), 0, recorder);
+  drain(scheduler, recorder);
+  CHECK(recorder.preempted >= 1);
+  CHECK(recorder.finished.size() == 3);
+}
+
+TEST_CASE("a step that preempts admits nothing, so victims do not thrash", "[serving][scheduler]") {
+  SchedulerSpec spec{
+      .max_sequences = 8, .max_batched_tokens = 16, .chunked_prefill = true, .kv_block_tokens = 16};
+  BatchScheduler scheduler(spec, 128, 0, 0);
+  Recorder recorder;
+  scheduler.enqueue(make_request(0, 32, 40), 0, recorder);
+  scheduler.enqueue(make_request(1, 32, 40), 0, recorder);
+  std::vector<BatchShape> shapes;
+  drain(scheduler, recorder, &shapes);
+  REQUIRE(recorder.finished.size() == 2);
+  std::int64_t prefilled = 0;
+  for (const auto& shape : shapes)
+    prefilled += shape.prefill_tokens;
+  // Without the rule the victim was readmitted in the very step that preempted it and
+  // restarted over and over; with it, each collision of the two sequences costs one
+  // recompute of at most prompt + output tokens, and they collide at most twice.
+  CHECK(recorder.preempted <= 2);
+  CHECK(prefilled <= 2 * 32 + recorder.preempted * (32 + 40));
+}
