@@ -23,28 +23,46 @@ MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const Cap
   result_.active_experts_per_rank.resize(placement.ranks());
   result_.max_expert_load_per_rank.resize(placement.ranks());
   routed_per_slot_.resize(placement.slots());
-  for (int slot = 0; slot < placement.slots(); ++slot)
-    slot_expert_.push_back(placement.slot_expert(slot));
-  for (int expert = 0; expert < experts; ++expert) {
-    const auto slots = placement.expert_slots(expert);
-    only_slot_.push_back(slots.size() == 1 ? slots[0] : -1);
+  for (int layer = 0; layer < placement.layers(); ++layer) {
+    for (int slot = 0; slot < placement.slots(); ++slot)
+      slot_expert_.push_back(placement.slot_expert(layer, slot));
+    for (int expert = 0; expert < experts; ++expert) {
+      const auto slots = placement.expert_slots(layer, expert);
+      only_slot_.push_back(slots.size() == 1 ? slots[0] : -1);
+    }
   }
   all_single_slot_ = placement.slots() == experts;
 }
 
 const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span<const std::int32_t> counts) {
+  if (placement_.layers() != 1) {
+    throw InternalError("MoeLayerEvaluator::evaluate: a per-layer placement needs the MoE layer");
+  }
+  return evaluate(0, tokens, counts);
+}
+
+const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens,
+                                                  std::span<const std::int32_t> counts) {
   if (static_cast<int>(counts.size()) != experts_) {
     throw InternalError("MoeLayerEvaluator::evaluate: counts.size() differs from the expert count");
   }
+  if (layer < 0 || (placement_.layers() > 1 && layer >= placement_.layers())) {
+    throw InternalError(fmt::format("MoeLayerEvaluator::evaluate: MoE layer {} of a placement with {} layers",
+                                    layer, placement_.layers()));
+  }
+  const std::size_t table = placement_.layers() == 1 ? 0 : static_cast<std::size_t>(layer);
+  const int* only_slot = only_slot_.data() + table * static_cast<std::size_t>(experts_);
+  const int* slot_expert = slot_expert_.data() + table * static_cast<std::size_t>(placement_.slots());
   MoeLayerResult& r = result_;
   r.tokens = tokens;
   r.assignments = 0;
   const bool drop = capacity_.policy == CapacityPolicy::drop;
   const bool per_expert = capacity_.scope == CapacityScope::per_expert;
-  r.capacity = !drop ? 0
-               : per_expert
-                   ? expert_capacity(capacity_, tokens, top_k_, experts_)
-                   : rank_capacity(capacity_, tokens, top_k_, experts_, experts_ / placement_.ranks());
+  r.capacity = !drop        ? 0
+               : per_expert ? expert_capacity(capacity_, tokens, top_k_, experts_)
+                            // A rank's share of the assignments is 1 / ranks, also when redundant slots leave
+                            // experts / ranks fractional.
+                            : rank_capacity(capacity_, tokens, top_k_, placement_.ranks(), 1);
   // Without replicas and rank capacity, an expert's kept load is its slot's: fill both at once.
   const bool direct = all_single_slot_ && !(drop && !per_expert);
   std::int32_t expert_max = 0;
@@ -54,7 +72,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
     for (int e = 0; e < experts_; ++e) {
       r.assignments += counts[e];
       const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
-      r.kept_per_slot[only_slot_[e]] = kept;
+      r.kept_per_slot[only_slot[e]] = kept;
       r.kept_per_expert[e] = kept;
       expert_max = std::max(expert_max, kept);
     }
@@ -64,11 +82,11 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
     const std::int32_t kept = drop && per_expert
                                   ? static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], r.capacity))
                                   : counts[e];
-    if (only_slot_[e] >= 0) {
-      r.kept_per_slot[only_slot_[e]] = kept;
+    if (only_slot[e] >= 0) {
+      r.kept_per_slot[only_slot[e]] = kept;
       continue;
     }
-    const auto slots = placement_.expert_slots(e);
+    const auto slots = placement_.expert_slots(layer, e);
     const auto replicas = static_cast<std::int32_t>(slots.size());
     for (std::int32_t i = 0; i < replicas; ++i)
       r.kept_per_slot[slots[i]] = kept / replicas + (i < kept % replicas ? 1 : 0);
@@ -84,7 +102,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
     std::int32_t active = 0, largest = 0;
     for (const int end = slot + slots_per_rank; slot < end; ++slot) {
       const std::int32_t load = r.kept_per_slot[slot];
-      if (!direct) r.kept_per_expert[slot_expert_[slot]] += load;
+      if (!direct) r.kept_per_expert[slot_expert[slot]] += load;
       rank_load += load;
       active += load > 0 ? 1 : 0;
       largest = std::max(largest, load);

@@ -51,8 +51,11 @@ class MoeLayerEvaluator {
  public:
   MoeLayerEvaluator(const ExpertPlacement& placement, const CapacitySpec& capacity, int experts, int top_k);
 
-  // counts: routed assignments per expert (Router::sample_counts) of a micro-batch of `tokens` tokens.
-  // The result stays valid until the next call.
+  // counts: routed assignments per expert (Router::sample_counts) of a micro-batch of `tokens` tokens
+  // at MoE layer `layer` (0-based among MoE layers; it picks the layer's layout of a per-layer
+  // placement). The result stays valid until the next call.
+  const MoeLayerResult& evaluate(int layer, std::int64_t tokens, std::span<const std::int32_t> counts);
+  // The same for a placement with one layout for every layer (InternalError for a per-layer one).
   const MoeLayerResult& evaluate(std::int64_t tokens, std::span<const std::int32_t> counts);
 
  private:
@@ -64,7 +67,7 @@ class MoeLayerEvaluator {
   int top_k_;
   MoeLayerResult result_;
   std::vector<std::int32_t> routed_per_slot_;  // scratch of apply_rank_capacity
-  // The placement's tables as flat arrays for the per-slot loops.
+  // The placement's tables as flat arrays for the per-slot loops, [layer][slot] and [layer][expert].
   std::vector<int> slot_expert_;
   std::vector<int> only_slot_;  // an expert's slot when it has exactly one, else -1
   bool all_single_slot_ = false;

@@ -38,6 +38,50 @@ void fill_zipf(PopularityTable& table, double exponent, std::uint64_t seed) {
   }
 }
 
+// Assumption (all constants below, moesim's own fit): the DeepSeek-V3 preset was tuned by sampling it
+// through Router and MoeLayerEvaluator at EP32, 8192 tokens per layer-step, contiguous placement, to the
+// DeepSeek-R1 EP32 statistics of REFERENCE.md §3 (per-rank imbalance 1.564 averaged, per layer 0.46 to
+// 2.46, layers 3-5 about 0.5; per-slot imbalance 10.95). A hot expert over a nearly flat tail keeps a
+// layer's imbalance set by its profile rather than by which experts happen to share a rank.
+constexpr double kDeepSeekTailExponent = 0.2;
+constexpr double kDeepSeekEarlyHotShare = 0.02;    // per-rank imbalance about 0.5
+constexpr double kDeepSeekPlateauHotShare = 0.07;  // about 1.6
+constexpr double kDeepSeekPeakHotShare = 0.125;    // about 2.46
+// The hot share ramps from early to plateau over this fraction of the MoE layers' depth.
+constexpr double kDeepSeekRampDepth = 0.25;
+// Layers 36 and 58 of DeepSeek's 61 (the first 3 dense), as relative depths among its 58 MoE layers:
+// the hot layers of the translation data set (REFERENCE.md §3).
+constexpr double kDeepSeekPeakDepths[] = {33.0 / 57.0, 55.0 / 57.0};
+
+double deepseek_hot_share(int layer, int layers) {
+  const double depth = layers > 1 ? static_cast<double>(layer) / (layers - 1) : 0.0;
+  for (const double peak : kDeepSeekPeakDepths) {
+    if (static_cast<int>(std::lround(peak * (layers - 1))) == layer) return kDeepSeekPeakHotShare;
+  }
+  return kDeepSeekEarlyHotShare +
+         (kDeepSeekPlateauHotShare - kDeepSeekEarlyHotShare) * std::min(1.0, depth / kDeepSeekRampDepth);
+}
+
+void fill_deepseek_v3(PopularityTable& table, std::uint64_t seed) {
+  const int experts = table.experts();
+  std::vector<double> tail(experts, 0.0);
+  for (int rank = 1; rank < experts; ++rank)
+    tail[rank] = std::pow(rank + 1.0, -kDeepSeekTailExponent);
+  const double tail_total = std::accumulate(tail.begin(), tail.end(), 0.0);
+  Rng rng = make_rng(seed, RngStream::routing, 1);
+  std::vector<int> holder(experts);
+  for (int layer = 0; layer < table.layers(); ++layer) {
+    std::iota(holder.begin(), holder.end(), 0);
+    for (int i = experts - 1; i > 0; --i)
+      std::swap(holder[i], holder[rng.below(i + 1)]);
+    const double hot = experts > 1 ? deepseek_hot_share(layer, table.layers()) : 1.0;
+    auto probabilities = table.layer(layer);
+    probabilities[holder[0]] = hot;
+    for (int rank = 1; rank < experts; ++rank)
+      probabilities[holder[rank]] = (1.0 - hot) * tail[rank] / tail_total;
+  }
+}
+
 void fill_empirical(PopularityTable& table, const EmpiricalSource& source, int top_k) {
   const RecordedCounts recorded = read_expert_counts(source, table.experts());
   const std::string file = source.file.string();
@@ -102,6 +146,9 @@ PopularityTable build_popularity(const RouterSpec& spec, int moe_layers, int exp
       break;
     case PopularityKind::empirical:
       fill_empirical(table, spec.empirical, top_k);
+      break;
+    case PopularityKind::preset:
+      fill_deepseek_v3(table, seed);
       break;
   }
   return table;

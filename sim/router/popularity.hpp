@@ -42,6 +42,15 @@ class PopularityTable {
 //     are top_k * share.
 //     Assumption: topk shares carry over unchanged when the simulated top_k differs from the
 //     recorded model's (moesim's own guess).
+//   preset "deepseek-v3": per layer, one hot expert takes a share h of the first choices and the other
+//     experts split the rest as a Zipf tail of exponent 0.2 (popularity rank r >= 1 weighs
+//     (r + 1)^-0.2); the hot expert and the tail order are a seeded random permutation per layer
+//     (make_rng(seed, RngStream::routing, 1)). h follows the relative depth d = layer / (layers - 1):
+//     0.02 at d = 0 rising linearly to 0.07 at d = 0.25 and staying there, except the layers nearest
+//     d = 33/57 and 55/57 (DeepSeek layers 36 and 58) with 0.125. At EP32, 256 tokens per rank and
+//     contiguous placement this gives a per-rank (max - mean) / mean of about 1.5 averaged over layers
+//     (about 0.45 in the first layers, 2.4 at the peaks) and a per-slot one of about 12.2, against
+//     1.564, 0.46 .. 2.46 and 10.95 in REFERENCE.md §3. Constants and their origin: popularity.cpp.
 // InputError (naming the counts file) when the empirical data do not fit: expert count, fewer than
 // top_k experts with counts, or a share above 1 / top_k.
 PopularityTable build_popularity(const RouterSpec& spec, int moe_layers, int experts, int top_k,

@@ -14,7 +14,7 @@ constexpr double kMaxZipfExponent = 5.0;
 
 RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& base_dir) {
   RouterSpec spec;
-  const auto kind = reader.choice("kind", {"uniform", "zipf", "empirical"}, "uniform");
+  const auto kind = reader.choice("kind", {"uniform", "zipf", "empirical", "preset"}, "uniform");
   if (kind == "zipf") {
     spec.kind = PopularityKind::zipf;
     spec.zipf_exponent = reader.non_negative_number("exponent", 1.0);
@@ -38,6 +38,10 @@ RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& b
     }
     source.selection = reader.choice("selection", {"topk", "top1"}, "topk") == "top1" ? CountSelection::top1
                                                                                       : CountSelection::topk;
+  } else if (kind == "preset") {
+    spec.kind = PopularityKind::preset;
+    reader.choice("name", {"deepseek-v3"});
+    spec.preset = PopularityPreset::deepseek_v3;
   }
   reader.finish();
   return spec;
@@ -55,6 +59,8 @@ nlohmann::json to_json(const RouterSpec& spec) {
               {"model", spec.empirical.model},
               {"domains", spec.empirical.domains},
               {"selection", spec.empirical.selection == CountSelection::top1 ? "top1" : "topk"}};
+    case PopularityKind::preset:
+      return {{"kind", "preset"}, {"name", "deepseek-v3"}};
   }
   return {};
 }

@@ -11,7 +11,10 @@
 namespace moesim {
 
 // Where the per-layer expert popularity comes from.
-enum class PopularityKind { uniform, zipf, empirical };
+enum class PopularityKind { uniform, zipf, empirical, preset };
+
+// Built-in per-layer popularity profiles matched to published load statistics (popularity.hpp).
+enum class PopularityPreset { deepseek_v3 };
 
 // Which counts of an empirical file to use: all top-k choices, or the first choice only.
 enum class CountSelection { topk, top1 };
@@ -30,10 +33,12 @@ struct EmpiricalSource {
 //   {"kind": "zipf", "exponent": 1.0}              exponent in [0, 5], default 1
 //   {"kind": "empirical", "file": "${MOESIM_DATA}/routing/olmoe-mixtral/expert_counts.csv" (default),
 //    "model": "OLMoE-1B-7B-0924", "domains": ["arxiv", ...], "selection": "topk" | "top1" (default topk)}
+//   {"kind": "preset", "name": "deepseek-v3"}      name required
 struct RouterSpec {
   PopularityKind kind = PopularityKind::uniform;
   double zipf_exponent = 1.0;
   EmpiricalSource empirical;
+  PopularityPreset preset = PopularityPreset::deepseek_v3;
 };
 
 // Relative file paths are resolved against `base_dir` (the folder of the file being read).
