@@ -191,10 +191,10 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   scenario.deployment.step.lm_head_precision = precision_of(scenario.model.embedding_dtype);
 
   validate_layout(scenario.deployment.layout, scenario.model, file.string() + ": deployment.parallel");
-  if (scenario.model.is_moe() && scenario.deployment.layout.redundant_experts > 0) {
-    throw InputError(
-        file.string(), "deployment.parallel.redundant_experts",
-        "redundant expert slots need EPLB placement, which this version does not model yet; use 0");
+  if (scenario.model.is_moe() && scenario.deployment.layout.redundant_experts > 0 &&
+      scenario.deployment.placement.kind != PlacementKind::eplb) {
+    throw InputError(file.string(), "deployment.parallel.redundant_experts",
+                     "redundant expert slots need \"placement\": {\"kind\": \"eplb\"}; use 0 or that placement");
   }
   const int gpus_needed = scenario.deployment.instances * scenario.deployment.layout.gpus();
   if (gpus_needed > scenario.cluster.gpu_count()) {

@@ -161,7 +161,10 @@ class Simulation final : public EventHandler, public RequestObserver {
         instance.router = make_router(*inputs_.router, model_.derived.moe_layers, model_.experts,
                                       model_.top_k, splitmix64(seed_mix));
         instance.placement = std::make_unique<ExpertPlacement>(
-            make_placement(deployment_.placement, model_.experts, layout.expert_ep));
+            make_placement(deployment_.placement,
+                           {model_.experts, layout.expert_ep, layout.redundant_experts,
+                            graph_->gpus_per_node() / layout.expert_tp},
+                           *instance.router));
         if (layout.expert_ep > 1) {
           std::vector<int> ep_gpus;
           for (int r = 0; r < layout.expert_ep; ++r)

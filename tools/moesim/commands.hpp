@@ -13,5 +13,6 @@ void add_trace_commands(CLI::App& app);      // trace inspect
 void add_models_commands(CLI::App& app);     // models import-hf, models show
 void add_calibrate_commands(CLI::App& app);  // calibrate fit, calibrate check
 void add_sweep_commands(CLI::App& app);      // sweep, merge
+void add_routing_commands(CLI::App& app);    // routing inspect
 
 }  // namespace moesim::cli
