@@ -179,7 +179,7 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     timing.attention_s += window ? with_moe_dense_window : with_moe_dense_full;
 
     router_->sample_counts(moe_layer, total_tokens, expert_counts_);
-    const MoeLayerResult& result = evaluator_->evaluate(total_tokens, expert_counts_);
+    const MoeLayerResult& result = evaluator_->evaluate(moe_layer, total_tokens, expert_counts_);
     double slowest = 0;
     int straggler = 0;
     for (std::size_t r = 0; r < rank_busy_s_.size(); ++r) {
