@@ -74,6 +74,13 @@ check "sweep with another grid into the same folder" 2 "sweep.json" -- "$MOESIM"
 check "bad --vary" 2 "capacity.capacity_factor" -- "$MOESIM" sweep "$small" --vary capacity.capacity_factor=1:2:0 \
   --out "$work/sweep2" --quiet
 check "merge rebuilds the summary" 0 "" -- "$MOESIM" merge "$work/sweep" --out "$work/sweep"
+check "routing inspect before and after EPLB" 0 "per rank +contiguous [0-9.]+ .*eplb\+32 0\.[01]" -- \
+  "$MOESIM" routing inspect '{"kind":"preset","name":"deepseek-v3"}' --ep 32 --redundant 32 --steps 2
+check "routing inspect rejects a bad router" 2 "kind: expected one of" -- "$MOESIM" routing inspect '{"kind":"magic"}'
+check "EPLB with redundant slots runs" 0 "report" -- "$MOESIM" run "$small" --set deployment.placement.kind=eplb \
+  --set deployment.parallel.redundant_experts=8 --report "$work/eplb.json"
+check "redundant slots need EPLB" 2 "redundant_experts" -- "$MOESIM" validate "$small" \
+  --set deployment.parallel.redundant_experts=8
 check "usage error" 2 "" -- "$MOESIM" run
 check "trace inspect" 0 "19366|rows" -- "$MOESIM" trace inspect "${MOESIM_DATA:-$MOESIM_SOURCE/../shared/data}/traces/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
 check "models show" 0 "deepseek" -- "$MOESIM" models show deepseek-v3
