@@ -18,6 +18,14 @@ PopularityTable::PopularityTable(int layers, int experts)
 
 namespace {
 
+// Which expert holds each popularity rank in a layer: a uniformly random permutation
+// (Fisher-Yates) of 0 .. experts-1, so hot experts differ from layer to layer.
+void shuffle_experts(Rng& rng, std::vector<int>& holder) {
+  std::iota(holder.begin(), holder.end(), 0);
+  for (int i = static_cast<int>(holder.size()) - 1; i > 0; --i)
+    std::swap(holder[i], holder[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+}
+
 void fill_zipf(PopularityTable& table, double exponent, std::uint64_t seed) {
   const int experts = table.experts();
   std::vector<double> ranked(experts);
@@ -29,9 +37,7 @@ void fill_zipf(PopularityTable& table, double exponent, std::uint64_t seed) {
   Rng rng = make_rng(seed, RngStream::routing, 1);
   std::vector<int> holder(experts);
   for (int layer = 0; layer < table.layers(); ++layer) {
-    std::iota(holder.begin(), holder.end(), 0);
-    for (int i = experts - 1; i > 0; --i)
-      std::swap(holder[i], holder[rng.below(i + 1)]);
+    shuffle_experts(rng, holder);
     auto probabilities = table.layer(layer);
     for (int rank = 0; rank < experts; ++rank)
       probabilities[holder[rank]] = ranked[rank];
@@ -71,9 +77,7 @@ void fill_deepseek_v3(PopularityTable& table, std::uint64_t seed) {
   Rng rng = make_rng(seed, RngStream::routing, 1);
   std::vector<int> holder(experts);
   for (int layer = 0; layer < table.layers(); ++layer) {
-    std::iota(holder.begin(), holder.end(), 0);
-    for (int i = experts - 1; i > 0; --i)
-      std::swap(holder[i], holder[rng.below(i + 1)]);
+    shuffle_experts(rng, holder);
     const double hot = experts > 1 ? deepseek_hot_share(layer, table.layers()) : 1.0;
     auto probabilities = table.layer(layer);
     probabilities[holder[0]] = hot;
