@@ -81,6 +81,9 @@ check "EPLB with redundant slots runs" 0 "report" -- "$MOESIM" run "$small" --se
   --set deployment.parallel.redundant_experts=8 --report "$work/eplb.json"
 check "redundant slots need EPLB" 2 "redundant_experts" -- "$MOESIM" validate "$small" \
   --set deployment.parallel.redundant_experts=8
+check "topology inspect" 0 "across nodes .*bottleneck 50.0 .. 50.0 GB/s" -- "$MOESIM" topology inspect h800-8x4
+check "topology path" 0 "path gpu0 -> gpu1: 2 links, bottleneck 450.0 GB/s" -- "$MOESIM" topology inspect h100-8x1 --from 0 --to 1
+check "topology bad GPU" 2 "--from: expected a GPU index" -- "$MOESIM" topology inspect h100-8x1 --from 9
 check "usage error" 2 "" -- "$MOESIM" run
 check "trace inspect" 0 "19366|rows" -- "$MOESIM" trace inspect "${MOESIM_DATA:-$MOESIM_SOURCE/../shared/data}/traces/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
 check "models show" 0 "deepseek" -- "$MOESIM" models show deepseek-v3

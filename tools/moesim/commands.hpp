@@ -14,5 +14,6 @@ void add_models_commands(CLI::App& app);     // models import-hf, models show
 void add_calibrate_commands(CLI::App& app);  // calibrate fit, calibrate check
 void add_sweep_commands(CLI::App& app);      // sweep, merge
 void add_routing_commands(CLI::App& app);    // routing inspect
+void add_topology_commands(CLI::App& app);   // topology inspect
 
 }  // namespace moesim::cli
