@@ -61,7 +61,8 @@ nlohmann::json build_report(const Scenario& scenario, const SimulationResult& re
                        {"dispatch", result.busy.dispatch_s},
                        {"combine", result.busy.combine_s},
                        {"tp_allreduce", result.busy.tp_allreduce_s},
-                       {"overhead", result.busy.overhead_s}}}};
+                       {"overhead", result.busy.overhead_s},
+                       {"overlap_hidden", result.busy.overlap_hidden_s}}}};
 
   nlohmann::json moe;
   if (result.moe) {

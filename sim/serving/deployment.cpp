@@ -71,6 +71,7 @@ DeploymentSpec parse_deployment(const JsonReader& reader) {
         parse_precision(*precision, "combine", precision_of_bytes(spec.step.combine_bytes_per_element)));
     precision->finish();
   }
+  spec.step.overlap_micro_batches = reader.boolean("overlap_micro_batches", spec.step.overlap_micro_batches);
   spec.step.kernels_per_layer =
       static_cast<int>(reader.non_negative_integer("kernels_per_layer", spec.step.kernels_per_layer));
   reader.finish();
@@ -98,6 +99,7 @@ nlohmann::json to_json(const DeploymentSpec& spec) {
         {"dispatch", precision_name(precision_of_bytes(spec.step.dispatch_bytes_per_element))},
         {"combine", precision_name(precision_of_bytes(spec.step.combine_bytes_per_element))}}},
       {"kernels_per_layer", spec.step.kernels_per_layer},
+      {"overlap_micro_batches", spec.step.overlap_micro_batches},
   };
 }
 

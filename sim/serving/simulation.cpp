@@ -303,6 +303,7 @@ class Simulation final : public EventHandler, public RequestObserver {
     busy.tp_allreduce_s += timing.tp_allreduce_s;
     busy.overhead_s += timing.overhead_s;
     busy.network_bytes += timing.network_bytes;
+    busy.overlap_hidden_s += timing.overlap_hidden_s;
   }
 
   void on_step_end(std::size_t instance_index) {

@@ -167,13 +167,27 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
   const double allreduce = allreduce_seconds(largest_rank_tokens);
   const double launches = cost_.launch_seconds(options_.kernels_per_layer);
   int moe_layer = 0;
+  // With two overlapped micro-batches each layer takes the longer of its computation and its
+  // communication (plus a second set of kernel launches); the pipeline drains once per step.
+  double overlapped_s = 0;
+  double last_hidden_s = 0;
+  auto close_layer = [&](double compute_before, double communication_before) {
+    if (!options_.overlap_micro_batches) return;
+    const double compute = compute_seconds(timing) - compute_before;
+    const double communication = timing.dispatch_s + timing.combine_s - communication_before;
+    overlapped_s += std::max(compute, communication) + launches;
+    last_hidden_s = std::min(compute, communication);
+  };
   for (int layer = 0; layer < model_.layers; ++layer) {
+    const double compute_before = compute_seconds(timing);
+    const double communication_before = timing.dispatch_s + timing.combine_s;
     const bool window =
         has_window_layers && model_.layer_uses_sliding_window[static_cast<std::size_t>(layer)] != 0;
     timing.overhead_s += launches;
     timing.tp_allreduce_s += 2 * allreduce;
     if (!model_.is_moe() || !model_.is_moe_layer(layer)) {
       timing.attention_s += window ? with_dense_ffn_window : with_dense_ffn_full;
+      close_layer(compute_before, communication_before);
       continue;
     }
     timing.attention_s += window ? with_moe_dense_window : with_moe_dense_full;
@@ -231,11 +245,21 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     sample.rank_busy_s = rank_busy_s_;
     moe_metrics_->record(sample);
     ++moe_layer;
+    close_layer(compute_before, communication_before);
   }
   timing.attention_s += lm_head;
   timing.total_s = timing.attention_s + timing.expert_s + timing.dispatch_s + timing.combine_s +
                    timing.tp_allreduce_s + timing.overhead_s;
+  if (options_.overlap_micro_batches) {
+    const double overlapped_total = overlapped_s + last_hidden_s + lm_head;
+    timing.overlap_hidden_s = timing.total_s - overlapped_total;
+    timing.total_s = overlapped_total;
+  }
   return timing;
+}
+
+double StepCostModel::compute_seconds(const StepTiming& timing) {
+  return timing.attention_s + timing.expert_s + timing.tp_allreduce_s + timing.overhead_s;
 }
 
 }  // namespace moesim

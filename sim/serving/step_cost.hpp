@@ -31,6 +31,9 @@ struct StepTiming {
   double tp_allreduce_s = 0;  // tensor-parallel reductions
   double overhead_s = 0;      // kernel launches, permute/unpermute traffic
   double network_bytes = 0;   // all-to-all bytes put on the wire (dispatch + combine)
+  // With overlapped micro-batches: the sum of the parts above minus total_s (communication
+  // hidden behind computation, less the second micro-batch's kernel launches).
+  double overlap_hidden_s = 0;
 };
 
 // Ring all-reduce of one tensor-parallel group on the cluster graph.
@@ -55,7 +58,12 @@ struct StepCostOptions {
   double combine_bytes_per_element = 2;   // expert outputs returned (BF16)
   double activation_bytes_per_element = 2;
   int kernels_per_layer = 12;
-  std::int32_t max_step_tokens = 8192;  // tokens of the largest step (sizes the expert cost table)
+  std::int32_t max_step_tokens = 8192;
+  // Two micro-batches per step, one's all-to-all overlapping the other's computation (DeepSeek's
+  // dual micro-batch overlap). Assumption (moesim's own): the halves cost half of the whole batch
+  // each, so a layer takes max(computation, communication) plus a second set of kernel launches,
+  // and the pipeline fills and drains once per step (the shorter side of the last layer).
+  bool overlap_micro_batches = false;  // tokens of the largest step (sizes the expert cost table)
 };
 
 // Prices one forward step of an instance: all attention DP ranks run their own
@@ -79,6 +87,7 @@ class StepCostModel {
   double lm_head_rank_seconds(const BatchShape& shape) const;
   double allreduce_seconds(std::int64_t tokens) const;
   double expert_seconds(std::int32_t tokens) const;
+  static double compute_seconds(const StepTiming& timing);
 
   const ModelSpec& model_;
   ParallelLayout layout_;

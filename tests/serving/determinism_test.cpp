@@ -60,3 +60,56 @@ TEST_CASE("reports conserve requests and tokens", "[serving]") {
   CHECK(arrivals == 400);
   CHECK(completed == static_cast<double>(result.completed));
 }
+
+namespace {
+
+struct OverlapRuns {
+  SimulationResult off, on;
+};
+
+OverlapRuns run_with_and_without_overlap(nlohmann::json scenario, const std::string& name) {
+  scenario["workload"] = {{"kind", "closed_loop"}, {"concurrency", 64}, {"input_tokens", 256},
+                          {"output_tokens", 32},   {"requests", 256}};
+  nlohmann::json overlapped = scenario;
+  overlapped["deployment"]["overlap_micro_batches"] = true;
+  const Scenario off = load_test_scenario(scenario, name + "_off.json");
+  const Scenario on = load_test_scenario(overlapped, name + "_on.json");
+  return {simulate(simulation_inputs(off)), simulate(simulation_inputs(on))};
+}
+
+// The invariants of the overlap model, whichever side is longer.
+void check_overlap_bounds(const OverlapRuns& runs) {
+  REQUIRE(runs.off.completed == 256);
+  REQUIRE(runs.on.completed == 256);
+  const StepTiming& a = runs.off.busy;
+  CHECK(a.overlap_hidden_s == 0.0);
+  CHECK(a.total_s == Approx(a.attention_s + a.expert_s + a.dispatch_s + a.combine_s + a.tp_allreduce_s + a.overhead_s));
+  const StepTiming& b = runs.on.busy;
+  const double compute = b.attention_s + b.expert_s + b.tp_allreduce_s + b.overhead_s;
+  const double communication = b.dispatch_s + b.combine_s;
+  CHECK(b.total_s == Approx(compute + communication - b.overlap_hidden_s));
+  CHECK(b.total_s >= std::max(compute, communication));
+  CHECK(b.overlap_hidden_s <= communication);
+}
+
+}  // namespace
+
+TEST_CASE("overlap hides internode all-to-all behind computation", "[serving][overlap]") {
+  // DeepSeek-V3 EP32 over 4 nodes: dispatch and combine cross RDMA and are a large share of a step.
+  nlohmann::json scenario = nlohmann::json::parse(R"({
+    "name": "overlap-deepseek", "model": "deepseek-v3", "cluster": "h800-8x4",
+    "deployment": {"parallel": {"attention_dp": 32, "expert_ep": 32},
+                   "precision": {"weights": "fp8", "experts": "fp8", "dispatch": "fp8"}},
+    "router": {"kind": "zipf", "exponent": 0.7}})");
+  const OverlapRuns runs = run_with_and_without_overlap(scenario, "overlap_deepseek");
+  check_overlap_bounds(runs);
+  CHECK(runs.on.busy.overlap_hidden_s > 0.0);
+  CHECK(runs.on.e2e_s.mean() < runs.off.e2e_s.mean());
+}
+
+TEST_CASE("overlap cannot pay when communication is small: the second launches cost more", "[serving][overlap]") {
+  // OLMoE EP8 inside one NVSwitch node: the all-to-all is short, the extra kernel launches are not.
+  const OverlapRuns runs = run_with_and_without_overlap(moe_scenario(), "overlap_olmoe");
+  check_overlap_bounds(runs);
+  CHECK(runs.on.busy.overlap_hidden_s < 0.0);
+}
