@@ -178,9 +178,7 @@ ExpertCostTable::ExpertCostTable(const CostModel& model, double hidden, double f
         model.expert_gemms_seconds(static_cast<double>(tokens), hidden, ffn, precision);
 }
 
-double ExpertCostTable::seconds(std::int64_t tokens) const {
-  if (tokens <= 0) return 0.0;
-  if (static_cast<std::size_t>(tokens) < seconds_by_tokens_.size()) return seconds_by_tokens_[tokens];
+double ExpertCostTable::seconds_past_table(std::int64_t tokens) const {
   return model_->expert_gemms_seconds(static_cast<double>(tokens), hidden_, ffn_, precision_);
 }
 

@@ -19,9 +19,17 @@ class CostModel;
 // so the table must not outlive the CostModel that made it.
 class ExpertCostTable {
  public:
-  double seconds(std::int64_t tokens) const;
+  double seconds(std::int64_t tokens) const {
+    if (static_cast<std::uint64_t>(tokens) < seconds_by_tokens_.size()) {
+      return tokens > 0 ? seconds_by_tokens_[static_cast<std::size_t>(tokens)] : 0.0;
+    }
+    return tokens > 0 ? seconds_past_table(tokens) : 0.0;
+  }
+  // The table itself, indexed by token count (entry 0 is 0), for loops that index it directly.
+  std::span<const double> by_tokens() const { return seconds_by_tokens_; }
 
  private:
+  double seconds_past_table(std::int64_t tokens) const;
   friend class CostModel;
   ExpertCostTable(const CostModel& model, double hidden, double ffn, Precision precision,
                   std::int64_t max_tokens);

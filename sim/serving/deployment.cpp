@@ -7,26 +7,8 @@ namespace moesim {
 namespace {
 
 Precision parse_precision(const JsonReader& reader, std::string_view key, Precision fallback) {
-  const std::string fallback_name = fallback == Precision::fp8   ? "fp8"
-                                    : fallback == Precision::fp4 ? "fp4"
-                                                                 : "bf16";
-  const std::string name = reader.choice(key, {"bf16", "fp8", "fp4"}, fallback_name);
+  const std::string name = reader.choice(key, {"bf16", "fp8", "fp4"}, precision_name(fallback));
   return name == "fp8" ? Precision::fp8 : name == "fp4" ? Precision::fp4 : Precision::bf16;
-}
-
-double bytes_of(Precision precision) {
-  switch (precision) {
-    case Precision::fp8:
-      return 1.0;
-    case Precision::fp4:
-      return 0.5;
-    default:
-      return 2.0;
-  }
-}
-
-Precision precision_of_bytes(double bytes) {
-  return bytes <= 0.5 ? Precision::fp4 : bytes <= 1.0 ? Precision::fp8 : Precision::bf16;
 }
 
 int bounded_int(const JsonReader& reader, std::string_view key, std::int64_t fallback) {
@@ -65,10 +47,8 @@ DeploymentSpec parse_deployment(const JsonReader& reader) {
   if (auto precision = reader.optional_object("precision")) {
     spec.step.weight_precision = parse_precision(*precision, "weights", spec.step.weight_precision);
     spec.step.expert_precision = parse_precision(*precision, "experts", spec.step.expert_precision);
-    spec.step.dispatch_bytes_per_element = bytes_of(
-        parse_precision(*precision, "dispatch", precision_of_bytes(spec.step.dispatch_bytes_per_element)));
-    spec.step.combine_bytes_per_element = bytes_of(
-        parse_precision(*precision, "combine", precision_of_bytes(spec.step.combine_bytes_per_element)));
+    spec.step.dispatch_precision = parse_precision(*precision, "dispatch", spec.step.dispatch_precision);
+    spec.step.combine_precision = parse_precision(*precision, "combine", spec.step.combine_precision);
     precision->finish();
   }
   spec.step.overlap_micro_batches = reader.boolean("overlap_micro_batches", spec.step.overlap_micro_batches);
@@ -96,8 +76,8 @@ nlohmann::json to_json(const DeploymentSpec& spec) {
       {"precision",
        {{"weights", precision_name(spec.step.weight_precision)},
         {"experts", precision_name(spec.step.expert_precision)},
-        {"dispatch", precision_name(precision_of_bytes(spec.step.dispatch_bytes_per_element))},
-        {"combine", precision_name(precision_of_bytes(spec.step.combine_bytes_per_element))}}},
+        {"dispatch", precision_name(spec.step.dispatch_precision)},
+        {"combine", precision_name(spec.step.combine_precision)}}},
       {"kernels_per_layer", spec.step.kernels_per_layer},
       {"overlap_micro_batches", spec.step.overlap_micro_batches},
   };

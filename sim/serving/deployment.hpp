@@ -20,8 +20,11 @@ struct DeploymentSpec {
   int instances = 1;
   ParallelLayout layout;
   SchedulerSpec scheduler;
+  // Assumption: vLLM's default share of HBM; the activation reserve is moesim's own guess for
+  // activations, CUDA graphs and communication buffers (set it per deployment).
   double gpu_memory_utilization = 0.9;
   double activation_reserve_bytes = 4e9;
+  // Assumption (moesim's own): a request goes to the DP rank with the fewest outstanding requests.
   LoadBalancerPolicy load_balancer = LoadBalancerPolicy::least_outstanding;
   PlacementSpec placement;
   StepCostOptions step;

@@ -11,6 +11,8 @@
 
 namespace moesim {
 
+// Assumption: the defaults are vLLM's (max_num_seqs 256, max_num_batched_tokens 8192 with chunked
+// prefill, KV blocks of 16 tokens, prefix caching on).
 struct SchedulerSpec {
   std::int32_t max_sequences = 256;        // running sequences per attention DP rank
   std::int32_t max_batched_tokens = 8192;  // tokens per step per attention DP rank

@@ -48,24 +48,14 @@ StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layou
     slots_per_rank_ = placement->slots_per_rank();
     // Per-expert GEMM times by token count, up to the largest step of one instance.
     const std::int64_t max_step_tokens = std::int64_t{options_.max_step_tokens};
-    expert_seconds_by_tokens_.resize(static_cast<std::size_t>(max_step_tokens) + 1, 0.0);
-    for (std::size_t tokens = 1; tokens < expert_seconds_by_tokens_.size(); ++tokens) {
-      expert_seconds_by_tokens_[tokens] = cost_.expert_gemms_seconds(
-          static_cast<double>(tokens), expert_hidden_, expert_ffn_per_gpu_, options_.expert_precision);
-    }
+    expert_cost_.emplace(cost_.expert_cost_table(expert_hidden_, expert_ffn_per_gpu_,
+                                                 options_.expert_precision, max_step_tokens));
     // Assumption (moesim's simplification for speed): the SiLU-and-multiply kernel of a
     // rank costs its large-size bandwidth rate per assignment, without a per-kernel floor.
     constexpr double kReferenceAssignments = 1e6;
     silu_seconds_per_assignment_ =
         cost_.memory_seconds(kReferenceAssignments * 6.0 * expert_ffn_per_gpu_) / kReferenceAssignments;
   }
-}
-
-double StepCostModel::expert_seconds(std::int32_t tokens) const {
-  if (static_cast<std::size_t>(tokens) < expert_seconds_by_tokens_.size()) {
-    return expert_seconds_by_tokens_[static_cast<std::size_t>(tokens)];
-  }
-  return cost_.expert_gemms_seconds(tokens, expert_hidden_, expert_ffn_per_gpu_, options_.expert_precision);
 }
 
 double StepCostModel::attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const {
@@ -196,14 +186,18 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     const MoeLayerResult& result = evaluator_->evaluate(moe_layer, total_tokens, expert_counts_);
     double slowest = 0;
     int straggler = 0;
+    // Indexed directly: this loop runs for every slot of every MoE layer of every step.
+    const std::span<const double> expert_table = expert_cost_->by_tokens();
     for (std::size_t r = 0; r < rank_busy_s_.size(); ++r) {
       // Each expert slot runs its own GEMMs (weights read once per slot), so a rank with
       // more active experts is slower at the same token count.
       double busy = 0;
       const std::int32_t* slot_tokens =
           result.kept_per_slot.data() + r * static_cast<std::size_t>(slots_per_rank_);
-      for (int s = 0; s < slots_per_rank_; ++s)
-        busy += expert_seconds(slot_tokens[s]);
+      for (int s = 0; s < slots_per_rank_; ++s) {
+        const auto tokens = static_cast<std::size_t>(slot_tokens[s]);
+        busy += tokens < expert_table.size() ? expert_table[tokens] : expert_cost_->seconds(slot_tokens[s]);
+      }
       const auto kept = result.kept_per_rank[r];
       busy += static_cast<double>(kept) * silu_seconds_per_assignment_;
       rank_busy_s_[r] = busy;
@@ -224,9 +218,9 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
       traffic.tokens_from_rank = tokens_from_rank_;
       traffic.assignments_to_rank = assignments_to_rank_;
       traffic.top_k = model_.top_k;
-      traffic.bytes_per_token = expert_hidden_ * options_.dispatch_bytes_per_element;
-      const EpPhaseCosts phases =
-          expert_comm_->dispatch_and_combine(traffic, expert_hidden_ * options_.combine_bytes_per_element);
+      traffic.bytes_per_token = expert_hidden_ * precision_bytes(options_.dispatch_precision);
+      const EpPhaseCosts phases = expert_comm_->dispatch_and_combine(
+          traffic, expert_hidden_ * precision_bytes(options_.combine_precision));
       timing.dispatch_s += phases.dispatch_seconds;
       timing.combine_s += phases.combine_seconds;
       timing.network_bytes += phases.dispatch_bytes + phases.combine_bytes;

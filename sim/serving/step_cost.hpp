@@ -54,9 +54,13 @@ struct StepCostOptions {
   Precision weight_precision = Precision::bf16;
   Precision expert_precision = Precision::bf16;
   Precision lm_head_precision = Precision::bf16;
-  double dispatch_bytes_per_element = 2;  // activations sent to the experts (FP8 dispatch: 1)
-  double combine_bytes_per_element = 2;   // expert outputs returned (BF16)
+  Precision dispatch_precision = Precision::bf16;  // activations sent to the experts
+  Precision combine_precision = Precision::bf16;   // expert outputs returned
+  // Assumption: activations (permute traffic, TP all-reduce) are BF16, as in the serving engines moesim
+  // models.
   double activation_bytes_per_element = 2;
+  // Assumption (moesim's own guess): about 12 kernels per layer (norms, projections, attention,
+  // router, permute, expert GEMMs, activation, combine) whose launches are not hidden.
   int kernels_per_layer = 12;
   std::int32_t max_step_tokens = 8192;
   // Two micro-batches per step, one's all-to-all overlapping the other's computation (DeepSeek's
@@ -86,7 +90,6 @@ class StepCostModel {
   double moe_dense_part_rank_seconds(const BatchShape& shape) const;
   double lm_head_rank_seconds(const BatchShape& shape) const;
   double allreduce_seconds(std::int64_t tokens) const;
-  double expert_seconds(std::int32_t tokens) const;
   static double compute_seconds(const StepTiming& timing);
 
   const ModelSpec& model_;
@@ -98,8 +101,8 @@ class StepCostModel {
   StepCostOptions options_;
   MoeLoadMetrics* moe_metrics_;
   std::unique_ptr<MoeLayerEvaluator> evaluator_;
-  // One expert's GEMM time by its token count (index), up to the largest step.
-  std::vector<double> expert_seconds_by_tokens_;
+  // One expert's GEMM time by its token count, up to the largest step.
+  std::optional<ExpertCostTable> expert_cost_;
   int slots_per_rank_ = 0;
   double silu_seconds_per_assignment_ = 0;
 
