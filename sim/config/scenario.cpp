@@ -193,8 +193,9 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   validate_layout(scenario.deployment.layout, scenario.model, file.string() + ": deployment.parallel");
   if (scenario.model.is_moe() && scenario.deployment.layout.redundant_experts > 0 &&
       scenario.deployment.placement.kind != PlacementKind::eplb) {
-    throw InputError(file.string(), "deployment.parallel.redundant_experts",
-                     "redundant expert slots need \"placement\": {\"kind\": \"eplb\"}; use 0 or that placement");
+    throw InputError(
+        file.string(), "deployment.parallel.redundant_experts",
+        "redundant expert slots need \"placement\": {\"kind\": \"eplb\"}; use 0 or that placement");
   }
   const int gpus_needed = scenario.deployment.instances * scenario.deployment.layout.gpus();
   if (gpus_needed > scenario.cluster.gpu_count()) {

@@ -68,8 +68,11 @@ struct OverlapRuns {
 };
 
 OverlapRuns run_with_and_without_overlap(nlohmann::json scenario, const std::string& name) {
-  scenario["workload"] = {{"kind", "closed_loop"}, {"concurrency", 64}, {"input_tokens", 256},
-                          {"output_tokens", 32},   {"requests", 256}};
+  scenario["workload"] = {{"kind", "closed_loop"},
+                          {"concurrency", 64},
+                          {"input_tokens", 256},
+                          {"output_tokens", 32},
+                          {"requests", 256}};
   nlohmann::json overlapped = scenario;
   overlapped["deployment"]["overlap_micro_batches"] = true;
   const Scenario off = load_test_scenario(scenario, name + "_off.json");
@@ -83,7 +86,8 @@ void check_overlap_bounds(const OverlapRuns& runs) {
   REQUIRE(runs.on.completed == 256);
   const StepTiming& a = runs.off.busy;
   CHECK(a.overlap_hidden_s == 0.0);
-  CHECK(a.total_s == Approx(a.attention_s + a.expert_s + a.dispatch_s + a.combine_s + a.tp_allreduce_s + a.overhead_s));
+  CHECK(a.total_s ==
+        Approx(a.attention_s + a.expert_s + a.dispatch_s + a.combine_s + a.tp_allreduce_s + a.overhead_s));
   const StepTiming& b = runs.on.busy;
   const double compute = b.attention_s + b.expert_s + b.tp_allreduce_s + b.overhead_s;
   const double communication = b.dispatch_s + b.combine_s;
@@ -107,7 +111,8 @@ TEST_CASE("overlap hides internode all-to-all behind computation", "[serving][ov
   CHECK(runs.on.e2e_s.mean() < runs.off.e2e_s.mean());
 }
 
-TEST_CASE("overlap cannot pay when communication is small: the second launches cost more", "[serving][overlap]") {
+TEST_CASE("overlap cannot pay when communication is small: the second launches cost more",
+          "[serving][overlap]") {
   // OLMoE EP8 inside one NVSwitch node: the all-to-all is short, the extra kernel launches are not.
   const OverlapRuns runs = run_with_and_without_overlap(moe_scenario(), "overlap_olmoe");
   check_overlap_bounds(runs);
