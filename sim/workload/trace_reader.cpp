@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sim/common/error.hpp"
-#include "sim/workload/line_reader.hpp"
+#include "sim/common/line_reader.hpp"
 
 namespace moesim {
 

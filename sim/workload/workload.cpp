@@ -7,7 +7,7 @@
 #include "sim/common/error.hpp"
 #include "sim/common/paths.hpp"
 #include "sim/workload/closed_loop_source.hpp"
-#include "sim/workload/line_reader.hpp"
+#include "sim/common/line_reader.hpp"
 #include "sim/workload/synthetic_source.hpp"
 #include "sim/workload/trace_source.hpp"
 

@@ -13,8 +13,10 @@
 #include "sim/model/model_spec.hpp"
 #include "sim/moe/layer_evaluator.hpp"
 #include "sim/moe/placement.hpp"
+#include "sim/router/recorded_routing.hpp"
 #include "sim/router/router.hpp"
 #include "tools/moesim/commands.hpp"
+#include "tools/moesim/routing_trace_inspect.hpp"
 
 namespace moesim::cli {
 
@@ -31,8 +33,8 @@ struct InspectOptions {
   int steps = 16;
   std::uint64_t seed = 1;
   // Which of the above the command line gave (they override a scenario's).
-  bool model_given = false, ep_given = false, redundant_given = false, ranks_per_node_given = false,
-       seed_given = false;
+  bool model_given = false, ep_given = false, tokens_per_rank_given = false, redundant_given = false,
+       ranks_per_node_given = false, seed_given = false;
 };
 
 // What is inspected: the router, the model shape and the EP layout.
@@ -104,6 +106,12 @@ Subject resolve_subject(const InspectOptions& options) {
 }
 
 void inspect(const InspectOptions& options) {
+  if (is_routing_trace(options.source)) {
+    inspect_routing_trace(
+        options.source,
+        {options.ep, options.tokens_per_rank_given ? options.tokens_per_rank : 0, options.steps});
+    return;
+  }
   if (options.ep < 1 || options.tokens_per_rank < 1 || options.steps < 1 || options.redundant < 0) {
     throw InputError("routing inspect", "options",
                      "expected --ep, --tokens-per-rank and --steps >= 1 and --redundant >= 0");
@@ -197,13 +205,14 @@ void add_routing_commands(CLI::App& app) {
   inspect_command
       ->add_option("source", options->source,
                    "a router object (inline JSON such as '{\"kind\": \"preset\", \"name\": \"deepseek-v3\"}' "
-                   "or a file) or a scenario file")
+                   "or a file), a scenario file, or a routing trace (traces/README.md)")
       ->required();
   auto* model = inspect_command->add_option("--model", options->model,
                                             "model name or file for a router object (default deepseek-v3)");
   auto* ep = inspect_command->add_option("--ep", options->ep, "EP ranks (default 32, or the scenario's)");
-  inspect_command->add_option("--tokens-per-rank", options->tokens_per_rank,
-                              "tokens per EP rank (default 256)");
+  auto* tokens_per_rank = inspect_command->add_option(
+      "--tokens-per-rank", options->tokens_per_rank,
+      "tokens per EP rank (default 256; for a counts-form routing trace its mean recorded step)");
   auto* redundant =
       inspect_command->add_option("--redundant", options->redundant,
                                   "EPLB redundant slots (default 32, or the scenario's when it has some)");
@@ -214,8 +223,9 @@ void add_routing_commands(CLI::App& app) {
   inspect_command->add_option("--steps", options->steps, "sampled steps per layer (default 16)");
   auto* seed =
       inspect_command->add_option("--seed", options->seed, "random seed (default 1, or the scenario's)");
-  inspect_command->callback([options, model, ep, redundant, ranks_per_node, seed] {
+  inspect_command->callback([options, model, ep, tokens_per_rank, redundant, ranks_per_node, seed] {
     options->model_given = model->count() > 0;
+    options->tokens_per_rank_given = tokens_per_rank->count() > 0;
     options->ep_given = ep->count() > 0;
     options->redundant_given = redundant->count() > 0;
     options->ranks_per_node_given = ranks_per_node->count() > 0;

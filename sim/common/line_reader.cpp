@@ -1,4 +1,4 @@
-#include "sim/workload/line_reader.hpp"
+#include "sim/common/line_reader.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -16,7 +16,7 @@ constexpr std::size_t kInitialBufferBytes = 1 << 20;
 LineReader::LineReader(const std::filesystem::path& file) : name_(file.string()) {
   std::error_code error;
   if (std::filesystem::is_directory(file, error)) {
-    throw InputError(name_, "", "is a directory, expected a trace file");
+    throw InputError(name_, "", "is a directory, expected a text file");
   }
   file_ = std::fopen(name_.c_str(), "rb");
   if (file_ == nullptr) {
