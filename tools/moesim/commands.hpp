@@ -15,5 +15,6 @@ void add_calibrate_commands(CLI::App& app);  // calibrate fit, calibrate check
 void add_sweep_commands(CLI::App& app);      // sweep, merge
 void add_routing_commands(CLI::App& app);    // routing inspect
 void add_topology_commands(CLI::App& app);   // topology inspect
+void add_report_commands(CLI::App& app);     // report --html
 
 }  // namespace moesim::cli

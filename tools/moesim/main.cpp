@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   moesim::cli::add_sweep_commands(app);
   moesim::cli::add_routing_commands(app);
   moesim::cli::add_topology_commands(app);
+  moesim::cli::add_report_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
