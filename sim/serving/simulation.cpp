@@ -254,8 +254,11 @@ class Simulation final : public EventHandler, public RequestObserver {
     const double rank_sum_before = result_.moe ? moe_imbalance_sum(result_.moe->rank_imbalance()) : 0;
     const std::uint64_t layers_before = result_.moe ? result_.moe->expert_imbalance().count() : 0;
 
+    const bool traced = inputs_.timeline != nullptr && inputs_.timeline->begin_step(instance_index, now);
+    instance.step_cost->set_timeline(traced ? inputs_.timeline : nullptr);
     const StepTiming timing = instance.step_cost->price(instance.shapes);
     const SimTime duration = std::max<SimTime>(1, seconds_to_ns_ceil(timing.total_s));
+    if (traced) inputs_.timeline->end_step(duration);
     accumulate(timing);
     ++result_.steps;
     result_.step_s.record(ns_to_seconds(duration));

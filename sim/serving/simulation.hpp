@@ -22,6 +22,8 @@
 
 namespace moesim {
 
+class StepTimelineSink;
+
 struct SimulationProgress {
   SimTime now = 0;
   std::uint64_t arrived = 0;
@@ -44,6 +46,8 @@ struct SimulationInputs {
   std::uint64_t seed = 1;
   SimTime timeseries_window = 60 * kNanosecondsPerSecond;
   SimTime time_limit = kTimeInfinity;  // arrivals after it are not injected; the run stops there
+  // Receives the layers of the steps it chooses to record (the Chrome trace); may be null.
+  StepTimelineSink* timeline = nullptr;
   // Called from the run loop every few thousand steps; may be empty.
   std::function<void(const SimulationProgress&)> progress;
 };

@@ -161,14 +161,37 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
   // communication (plus a second set of kernel launches); the pipeline drains once per step.
   double overlapped_s = 0;
   double last_hidden_s = 0;
+  // Returns the layer's length with overlap (0 without).
   auto close_layer = [&](double compute_before, double communication_before) {
-    if (!options_.overlap_micro_batches) return;
+    if (!options_.overlap_micro_batches) return 0.0;
     const double compute = compute_seconds(timing) - compute_before;
     const double communication = timing.dispatch_s + timing.combine_s - communication_before;
-    overlapped_s += std::max(compute, communication) + launches;
+    const double layer_s = std::max(compute, communication) + launches;
+    overlapped_s += layer_s;
     last_hidden_s = std::min(compute, communication);
+    return layer_s;
+  };
+  // Hands the layer's parts (timing minus `before`) to the timeline sink.
+  auto report_layer = [&](const StepTiming& before, LayerTimeline::Kind kind, int layer,
+                          double overlapped_layer_s) {
+    LayerTimeline entry;
+    entry.kind = kind;
+    entry.layer = layer;
+    entry.attention_s = timing.attention_s - before.attention_s;
+    entry.tp_allreduce_s = timing.tp_allreduce_s - before.tp_allreduce_s;
+    entry.dispatch_s = timing.dispatch_s - before.dispatch_s;
+    entry.expert_s = timing.expert_s - before.expert_s;
+    entry.combine_s = timing.combine_s - before.combine_s;
+    entry.overhead_s = timing.overhead_s - before.overhead_s;
+    entry.overlapped = options_.overlap_micro_batches;
+    entry.layer_s = entry.overlapped ? overlapped_layer_s
+                                     : entry.attention_s + entry.tp_allreduce_s + entry.dispatch_s +
+                                           entry.expert_s + entry.combine_s + entry.overhead_s;
+    if (kind == LayerTimeline::Kind::moe) entry.rank_expert_s = rank_busy_s_;
+    timeline_->layer(entry);
   };
   for (int layer = 0; layer < model_.layers; ++layer) {
+    const StepTiming before = timing;
     const double compute_before = compute_seconds(timing);
     const double communication_before = timing.dispatch_s + timing.combine_s;
     const bool window =
@@ -177,7 +200,8 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     timing.tp_allreduce_s += 2 * allreduce;
     if (!model_.is_moe() || !model_.is_moe_layer(layer)) {
       timing.attention_s += window ? with_dense_ffn_window : with_dense_ffn_full;
-      close_layer(compute_before, communication_before);
+      const double overlapped_layer_s = close_layer(compute_before, communication_before);
+      if (timeline_ != nullptr) report_layer(before, LayerTimeline::Kind::dense, layer, overlapped_layer_s);
       continue;
     }
     timing.attention_s += window ? with_moe_dense_window : with_moe_dense_full;
@@ -239,9 +263,14 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     sample.rank_busy_s = rank_busy_s_;
     moe_metrics_->record(sample);
     ++moe_layer;
-    close_layer(compute_before, communication_before);
+    const double overlapped_layer_s = close_layer(compute_before, communication_before);
+    if (timeline_ != nullptr) report_layer(before, LayerTimeline::Kind::moe, layer, overlapped_layer_s);
   }
+  const StepTiming before_lm_head = timing;
   timing.attention_s += lm_head;
+  if (timeline_ != nullptr) {
+    report_layer(before_lm_head, LayerTimeline::Kind::lm_head, model_.layers, last_hidden_s + lm_head);
+  }
   timing.total_s = timing.attention_s + timing.expert_s + timing.dispatch_s + timing.combine_s +
                    timing.tp_allreduce_s + timing.overhead_s;
   if (options_.overlap_micro_batches) {

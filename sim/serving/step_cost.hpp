@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "sim/common/time.hpp"
 #include "sim/cost/cost_model.hpp"
 #include "sim/hardware/memory.hpp"
 #include "sim/metrics/moe_load.hpp"
@@ -34,6 +35,37 @@ struct StepTiming {
   // With overlapped micro-batches: the sum of the parts above minus total_s (communication
   // hidden behind computation, less the second micro-batch's kernel launches).
   double overlap_hidden_s = 0;
+};
+
+// One layer of a priced step, for timelines (the Chrome trace). Parts are seconds of the
+// layer's critical path; `layer_s` is the layer's length in the step: the sum of the parts,
+// or with overlapped micro-batches max(computation, communication) plus the second set of
+// launches. The lm head comes last as its own entry; the entries' layer_s sum to the step's
+// total_s.
+struct LayerTimeline {
+  enum class Kind { dense, moe, lm_head };
+  Kind kind = Kind::dense;
+  int layer = 0;           // model layer (the lm head: the layer count)
+  double attention_s = 0;  // slowest DP rank: attention and the dense FFN or the MoE layer's dense part
+  double tp_allreduce_s = 0;
+  double dispatch_s = 0;
+  double expert_s = 0;  // the straggler rank's routed experts
+  double combine_s = 0;
+  double overhead_s = 0;  // kernel launches, permute
+  double layer_s = 0;
+  bool overlapped = false;                // dispatch and combine overlap the computation
+  std::span<const double> rank_expert_s;  // per EP rank; empty for dense layers and the lm head
+};
+
+// Receives the layers of the steps it chooses to record (observer of StepCostModel).
+class StepTimelineSink {
+ public:
+  virtual ~StepTimelineSink() = default;
+  // Whether to record the step of `instance` that starts at `start`.
+  virtual bool begin_step(std::size_t instance, SimTime start) = 0;
+  virtual void layer(const LayerTimeline& layer) = 0;
+  // The step's length as simulated (its total_s rounded up to a nanosecond).
+  virtual void end_step(SimTime duration) = 0;
 };
 
 // Ring all-reduce of one tensor-parallel group on the cluster graph.
@@ -84,6 +116,10 @@ class StepCostModel {
   // `shapes` has one entry per attention DP rank.
   StepTiming price(std::span<const BatchShape> shapes);
 
+  // The sink that receives the layers of the following price() calls; null (the
+  // default) records nothing and costs one branch per layer.
+  void set_timeline(StepTimelineSink* timeline) { timeline_ = timeline; }
+
  private:
   double attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const;
   double dense_ffn_rank_seconds(const BatchShape& shape) const;
@@ -100,6 +136,7 @@ class StepCostModel {
   const TensorParallelAllReduce* tp_allreduce_;
   StepCostOptions options_;
   MoeLoadMetrics* moe_metrics_;
+  StepTimelineSink* timeline_ = nullptr;
   std::unique_ptr<MoeLayerEvaluator> evaluator_;
   // One expert's GEMM time by its token count, up to the largest step.
   std::optional<ExpertCostTable> expert_cost_;
