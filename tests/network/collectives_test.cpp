@@ -55,7 +55,7 @@ TEST_CASE("ring all-reduce follows 2(n-1)/n bytes over the slowest hop", "[netwo
   std::iota(node0.begin(), node0.end(), 0);
   const double hop_overhead = 1e-6 + params.per_peer_overhead_us * 1e-6;
   CHECK(ring_all_reduce_time(graph, node0, bytes, params) ==
-        Approx(params.launch_overhead_us * 1e-6 + 14.0 / 8 * bytes / (200e9 * 0.78) + 14 * hop_overhead));
+        Approx(params.launch_overhead_us * 1e-6 + 14.0 / 8 * bytes / (200e9 * 0.69) + 14 * hop_overhead));
   // Across two nodes the NIC hop (3.5 us cross-rail path) decides.
   const std::vector<int> two_nodes{0, 9};
   CHECK(ring_all_reduce_time(graph, two_nodes, bytes, params) ==

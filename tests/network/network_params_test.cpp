@@ -18,9 +18,9 @@ NetworkParams parse(std::string_view text) {
 TEST_CASE("network params: defaults, every key, round trip", "[network][params]") {
   const auto defaults = parse("{}");
   CHECK(defaults.ep_transport == EpTransport::high_throughput);
-  CHECK(defaults.scale_up_efficiency == 0.78);
+  CHECK(defaults.scale_up_efficiency == 0.69);
   CHECK(defaults.scale_out_efficiency == 0.92);
-  CHECK(defaults.efficiency(LinkClass::scale_up) == 0.78);
+  CHECK(defaults.efficiency(LinkClass::scale_up) == 0.69);
   CHECK(defaults.low_latency_over_nvlink);
   const auto params =
       parse(R"({"backend": "analytical", "ep_transport": "low_latency", "scale_up_efficiency": 0.5,
