@@ -122,7 +122,7 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
     scenario.gpu_file = resolve_catalogue_entry(scenario.cluster.gpu, "topologies/gpus", base);
     scenario.gpu = load_gpu(scenario.gpu_file);
   }
-  scenario.deployment = parse_deployment(reader.object("deployment"));
+  scenario.deployment = parse_deployment(reader.object("deployment"), base);
   scenario.workload = parse_workload(reader.object("workload"), base);
   if (auto router = reader.optional_object("router")) {
     scenario.router = parse_router(*router, base);
@@ -192,10 +192,19 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
 
   validate_layout(scenario.deployment.layout, scenario.model, file.string() + ": deployment.parallel");
   if (scenario.model.is_moe() && scenario.deployment.layout.redundant_experts > 0 &&
-      scenario.deployment.placement.kind != PlacementKind::eplb) {
+      scenario.deployment.placement.kind != PlacementKind::eplb &&
+      scenario.deployment.placement.kind != PlacementKind::file) {
     throw InputError(
         file.string(), "deployment.parallel.redundant_experts",
-        "redundant expert slots need \"placement\": {\"kind\": \"eplb\"}; use 0 or that placement");
+        "redundant expert slots need \"placement\": {\"kind\": \"eplb\"} or a placement file; use "
+        "0 or one of those");
+  }
+  if (scenario.model.is_moe()) {
+    check_capacity_layers(scenario.capacity, scenario.model.derived.moe_layers, file.string());
+    const ParallelLayout& layout = scenario.deployment.layout;
+    check_placement_file(scenario.deployment.placement,
+                         {scenario.model.experts, layout.expert_ep, layout.redundant_experts, 0},
+                         scenario.model.derived.moe_layers);
   }
   const int gpus_needed = scenario.deployment.instances * scenario.deployment.layout.gpus();
   if (gpus_needed > scenario.cluster.gpu_count()) {

@@ -1,22 +1,36 @@
 #include "sim/metrics/moe_load.hpp"
 
 #include <algorithm>
+#include <numeric>
 
 namespace moesim {
+
+namespace {
+
+double ratio(double numerator, double denominator) {
+  return denominator > 0 ? numerator / denominator : 0.0;
+}
+
+}  // namespace
 
 MoeLoadMetrics::MoeLoadMetrics(int moe_layers, int experts, int ranks)
     : experts_(experts),
       ranks_(ranks),
       layers_(static_cast<std::size_t>(moe_layers)),
       expert_load_(static_cast<std::size_t>(moe_layers) * static_cast<std::size_t>(experts), 0),
+      expert_overflow_(expert_load_.size(), 0),
+      straggler_counts_(static_cast<std::size_t>(moe_layers) * static_cast<std::size_t>(ranks), 0),
       rank_tokens_(static_cast<std::size_t>(ranks), 0),
       rank_busy_s_(static_cast<std::size_t>(ranks), 0.0),
+      rank_straggler_excess_s_(static_cast<std::size_t>(ranks), 0.0),
       rank_straggler_count_(static_cast<std::size_t>(ranks), 0) {}
 
 void MoeLoadMetrics::record(const MoeLayerSample& sample) {
-  auto& layer = layers_[static_cast<std::size_t>(sample.layer)];
+  const auto layer_index = static_cast<std::size_t>(sample.layer);
+  auto& layer = layers_[layer_index];
   layer.assignments += sample.assignments;
   layer.dropped += sample.dropped;
+  layer.rerouted += sample.rerouted;
   layer.tokens_fully_dropped += sample.tokens_fully_dropped;
   ++layer.samples;
   layer.expert_imbalance_sum += sample.expert_max_over_mean;
@@ -24,19 +38,40 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
   layer.rank_imbalance_max = std::max(layer.rank_imbalance_max, sample.rank_max_over_mean);
   assignments_ += sample.assignments;
   dropped_ += sample.dropped;
+  rerouted_ += sample.rerouted;
   tokens_fully_dropped_ += sample.tokens_fully_dropped;
   expert_imbalance_.record(sample.expert_max_over_mean);
   rank_imbalance_.record(sample.rank_max_over_mean);
 
-  std::int64_t* load =
-      expert_load_.data() + static_cast<std::size_t>(sample.layer) * static_cast<std::size_t>(experts_);
+  const std::size_t expert_row = layer_index * static_cast<std::size_t>(experts_);
+  std::int64_t* load = expert_load_.data() + expert_row;
   for (std::size_t e = 0; e < sample.expert_demand.size(); ++e)
     load[e] += sample.expert_demand[e];
+  std::int64_t* overflow = expert_overflow_.data() + expert_row;
+  for (std::size_t e = 0; e < sample.expert_overflow.size(); ++e) {
+    overflow[e] += sample.expert_overflow[e];
+    layer.overflow_events += sample.expert_overflow[e] > 0 ? 1 : 0;
+  }
+  double busy_sum = 0;
   for (std::size_t r = 0; r < sample.rank_assignments.size(); ++r) {
     rank_tokens_[r] += sample.rank_assignments[r];
     rank_busy_s_[r] += sample.rank_busy_s[r];
+    busy_sum += sample.rank_busy_s[r];
   }
-  ++rank_straggler_count_[static_cast<std::size_t>(sample.straggler_rank)];
+  const auto straggler = static_cast<std::size_t>(sample.straggler_rank);
+  ++rank_straggler_count_[straggler];
+  ++straggler_counts_[layer_index * static_cast<std::size_t>(ranks_) + straggler];
+  if (!sample.rank_busy_s.empty()) {
+    rank_straggler_excess_s_[straggler] +=
+        sample.rank_busy_s[straggler] - busy_sum / static_cast<double>(sample.rank_busy_s.size());
+  }
+}
+
+void MoeLoadMetrics::record(const RebalanceSample& sample) {
+  ++rebalances_;
+  rebalance_.slots_moved += sample.slots_moved;
+  rebalance_.bytes_moved += sample.bytes_moved;
+  rebalance_.stall_s += sample.stall_s;
 }
 
 nlohmann::json MoeLoadMetrics::layers_json(bool include_expert_load) const {
@@ -44,22 +79,27 @@ nlohmann::json MoeLoadMetrics::layers_json(bool include_expert_load) const {
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     const auto& layer = layers_[l];
     const double samples = static_cast<double>(std::max<std::int64_t>(layer.samples, 1));
+    const auto ranks_begin =
+        straggler_counts_.begin() + static_cast<std::ptrdiff_t>(l * static_cast<std::size_t>(ranks_));
     nlohmann::json entry{
         {"moe_layer", l},
         {"assignments", layer.assignments},
         {"dropped_assignments", layer.dropped},
-        {"drop_rate", layer.assignments == 0
-                          ? 0.0
-                          : static_cast<double>(layer.dropped) / static_cast<double>(layer.assignments)},
+        {"rerouted_assignments", layer.rerouted},
+        {"drop_rate", ratio(static_cast<double>(layer.dropped), static_cast<double>(layer.assignments))},
+        {"overflow_events", layer.overflow_events},
         {"tokens_fully_dropped", layer.tokens_fully_dropped},
         {"expert_max_over_mean_mean", layer.expert_imbalance_sum / samples},
         {"rank_max_over_mean_mean", layer.rank_imbalance_sum / samples},
         {"rank_max_over_mean_max", layer.rank_imbalance_max},
+        {"straggler_count", std::vector<std::int64_t>(ranks_begin, ranks_begin + ranks_)},
     };
     if (include_expert_load) {
-      const auto begin =
-          expert_load_.begin() + static_cast<std::ptrdiff_t>(l * static_cast<std::size_t>(experts_));
-      entry["expert_load"] = std::vector<std::int64_t>(begin, begin + experts_);
+      const auto offset = static_cast<std::ptrdiff_t>(l * static_cast<std::size_t>(experts_));
+      entry["expert_load"] =
+          std::vector<std::int64_t>(expert_load_.begin() + offset, expert_load_.begin() + offset + experts_);
+      entry["expert_overflow"] = std::vector<std::int64_t>(expert_overflow_.begin() + offset,
+                                                           expert_overflow_.begin() + offset + experts_);
     }
     layers.push_back(std::move(entry));
   }
@@ -68,14 +108,41 @@ nlohmann::json MoeLoadMetrics::layers_json(bool include_expert_load) const {
 
 nlohmann::json MoeLoadMetrics::ranks_json() const {
   nlohmann::json ranks = nlohmann::json::array();
+  const double mean_tokens =
+      static_cast<double>(std::accumulate(rank_tokens_.begin(), rank_tokens_.end(), std::int64_t{0})) /
+      ranks_;
   for (int r = 0; r < ranks_; ++r) {
     const auto index = static_cast<std::size_t>(r);
     ranks.push_back({{"rank", r},
                      {"tokens", rank_tokens_[index]},
+                     {"tokens_over_mean", ratio(static_cast<double>(rank_tokens_[index]), mean_tokens)},
                      {"busy_s", rank_busy_s_[index]},
-                     {"straggler_count", rank_straggler_count_[index]}});
+                     {"straggler_count", rank_straggler_count_[index]},
+                     {"straggler_excess_s", rank_straggler_excess_s_[index]}});
   }
   return ranks;
+}
+
+nlohmann::json MoeLoadMetrics::stragglers_json(std::size_t top) const {
+  std::vector<std::size_t> order(straggler_counts_.size());
+  std::iota(order.begin(), order.end(), 0);
+  // Most frequent first; ties to the lower layer, then the lower rank.
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return straggler_counts_[a] > straggler_counts_[b]; });
+  const double layer_steps = static_cast<double>(rank_imbalance_.count());
+  nlohmann::json pairs = nlohmann::json::array();
+  for (std::size_t i = 0; i < std::min(top, order.size()) && straggler_counts_[order[i]] > 0; ++i) {
+    const std::size_t cell = order[i];
+    const auto ranks = static_cast<std::size_t>(ranks_);
+    const auto& layer = layers_[cell / ranks];
+    pairs.push_back({{"moe_layer", cell / ranks},
+                     {"rank", cell % ranks},
+                     {"count", straggler_counts_[cell]},
+                     {"share_of_layer", ratio(static_cast<double>(straggler_counts_[cell]),
+                                              static_cast<double>(layer.samples))},
+                     {"share_of_all", ratio(static_cast<double>(straggler_counts_[cell]), layer_steps)}});
+  }
+  return {{"layer_steps", rank_imbalance_.count()}, {"top", std::move(pairs)}};
 }
 
 }  // namespace moesim

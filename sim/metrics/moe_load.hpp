@@ -15,38 +15,66 @@ struct MoeLayerSample {
   int layer = 0;                 // among MoE layers
   std::int64_t assignments = 0;  // (token, expert) pairs the router produced
   std::int64_t dropped = 0;      // pairs removed by the capacity policy
+  std::int64_t rerouted = 0;     // pairs moved to another expert by the reroute policy
   double tokens_fully_dropped = 0;
   double expert_max_over_mean = 0;
   double rank_max_over_mean = 0;
   int straggler_rank = 0;                          // the rank whose expert compute set the layer time
   std::span<const std::int32_t> expert_demand;     // per expert, before capacity
+  std::span<const std::int32_t> expert_overflow;   // per expert, demand beyond its capacity (may be empty)
   std::span<const std::int32_t> rank_assignments;  // per rank, after capacity
   std::span<const double> rank_busy_s;             // per rank expert compute time
 };
 
+// A change of expert placement while serving (periodic rebalancing).
+struct RebalanceSample {
+  std::int64_t slots_moved = 0;  // (layer, slot) pairs whose expert weights had to be fetched
+  double bytes_moved = 0;        // expert weight bytes sent between GPUs
+  double stall_s = 0;            // time the instance stopped serving for the move
+};
+
 // Per layer, expert and rank load of a whole run, in memory fixed by the model's
-// shape (layers x experts), never by the number of steps.
+// shape (layers x experts, layers x ranks), never by the number of steps.
 class MoeLoadMetrics {
  public:
   MoeLoadMetrics(int moe_layers, int experts, int ranks);
 
   void record(const MoeLayerSample& sample);
+  void record(const RebalanceSample& sample);
 
   std::int64_t assignments() const { return assignments_; }
   std::int64_t dropped() const { return dropped_; }
+  std::int64_t rerouted() const { return rerouted_; }
   double tokens_fully_dropped() const { return tokens_fully_dropped_; }
   const Histogram& expert_imbalance() const { return expert_imbalance_; }
   const Histogram& rank_imbalance() const { return rank_imbalance_; }
+  const RebalanceSample& rebalance_totals() const { return rebalance_; }
+  std::int64_t rebalances() const { return rebalances_; }
+  // How often rank `rank` set the expert time of MoE layer `layer`.
+  std::int64_t straggler_count(int layer, int rank) const {
+    return straggler_counts_[static_cast<std::size_t>(layer) * static_cast<std::size_t>(ranks_) +
+                             static_cast<std::size_t>(rank)];
+  }
+  std::int64_t expert_overflow(int layer, int expert) const {
+    return expert_overflow_[static_cast<std::size_t>(layer) * static_cast<std::size_t>(experts_) +
+                            static_cast<std::size_t>(expert)];
+  }
 
-  // {"layers": [...], "ranks": [...]}: per-layer drop rate, imbalance and expert load;
-  // per-rank tokens, busy time and straggler counts.
+  // Per MoE layer: drop rate, reroutes, overflow, imbalance, straggler counts per rank and (with
+  // include_expert_load) the routed and overflowing assignments per expert.
   nlohmann::json layers_json(bool include_expert_load) const;
+  // Per rank: kept assignments, their share over the mean, busy time, straggler count and the
+  // time it added over the mean rank as the straggler.
   nlohmann::json ranks_json() const;
+  // Straggler attribution: the (layer, rank) pairs that set the expert time most often.
+  nlohmann::json stragglers_json(std::size_t top) const;
 
  private:
   struct LayerTotals {
     std::int64_t assignments = 0;
     std::int64_t dropped = 0;
+    std::int64_t rerouted = 0;
+    std::int64_t overflow_events = 0;  // (step, expert) pairs over capacity
     double tokens_fully_dropped = 0;
     std::int64_t samples = 0;
     double expert_imbalance_sum = 0;
@@ -57,13 +85,19 @@ class MoeLoadMetrics {
   int experts_;
   int ranks_;
   std::vector<LayerTotals> layers_;
-  std::vector<std::int64_t> expert_load_;  // layer-major: layers x experts
+  std::vector<std::int64_t> expert_load_;       // layer-major: layers x experts
+  std::vector<std::int64_t> expert_overflow_;   // layer-major: layers x experts
+  std::vector<std::int64_t> straggler_counts_;  // layer-major: layers x ranks
   std::vector<std::int64_t> rank_tokens_;
   std::vector<double> rank_busy_s_;
+  std::vector<double> rank_straggler_excess_s_;
   std::vector<std::int64_t> rank_straggler_count_;
   std::int64_t assignments_ = 0;
   std::int64_t dropped_ = 0;
+  std::int64_t rerouted_ = 0;
   double tokens_fully_dropped_ = 0;
+  std::int64_t rebalances_ = 0;
+  RebalanceSample rebalance_;
   Histogram expert_imbalance_{1e-6};
   Histogram rank_imbalance_{1e-6};
 };

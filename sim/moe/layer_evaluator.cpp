@@ -10,6 +10,53 @@
 
 namespace moesim {
 
+namespace {
+
+// Hands `amount` out over the bins with room, in proportion to their weights (equal weights when
+// those with room all weigh nothing), never beyond a bin's room; adds each bin's part to `received`
+// and takes it from `room`. Returns what was placed (less than `amount` only when every bin is full).
+// Each round rounds the cumulative shares down, so a round that fills no bin places everything; every
+// other round fills at least one bin.
+std::int64_t spread(std::int64_t amount, std::span<const double> weight, std::span<std::int64_t> room,
+                    std::span<std::int64_t> received) {
+  std::int64_t placed = 0;
+  while (amount > 0) {
+    double total = 0;
+    std::size_t last = room.size();
+    for (std::size_t b = 0; b < room.size(); ++b) {
+      if (room[b] > 0) {
+        total += weight[b];
+        last = b;
+      }
+    }
+    if (last == room.size()) break;
+    const bool equal = !(total > 0);
+    if (equal) {
+      total = 0;
+      for (const std::int64_t r : room)
+        total += r > 0 ? 1.0 : 0.0;
+    }
+    double cumulative = 0;
+    std::int64_t handed = 0, given = 0;
+    for (std::size_t b = 0; b <= last; ++b) {
+      if (room[b] <= 0) continue;
+      cumulative += equal ? 1.0 : weight[b];
+      const std::int64_t target =
+          b == last ? amount : static_cast<std::int64_t>(static_cast<double>(amount) * (cumulative / total));
+      const std::int64_t part = std::min(std::max<std::int64_t>(target - handed, 0), room[b]);
+      handed = std::max(handed, target);
+      room[b] -= part;
+      received[b] += part;
+      given += part;
+    }
+    amount -= given;
+    placed += given;
+  }
+  return placed;
+}
+
+}  // namespace
+
 MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const CapacitySpec& capacity,
                                      int experts, int top_k)
     : placement_(placement), capacity_(capacity), experts_(experts), top_k_(top_k) {
@@ -18,11 +65,19 @@ MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const Cap
                                     experts, top_k, placement.experts()));
   }
   result_.kept_per_expert.resize(experts);
+  result_.overflow_per_expert.resize(experts);
   result_.kept_per_slot.resize(placement.slots());
   result_.kept_per_rank.resize(placement.ranks());
   result_.active_experts_per_rank.resize(placement.ranks());
   result_.max_expert_load_per_rank.resize(placement.ranks());
   routed_per_slot_.resize(placement.slots());
+  const auto scratch = static_cast<std::size_t>(std::max(placement.slots(), experts));
+  room_.resize(scratch);
+  weight_.resize(scratch);
+  received_.resize(scratch);
+  rank_weight_.resize(static_cast<std::size_t>(placement.ranks()));
+  slot_room_.resize(static_cast<std::size_t>(placement.slots_per_rank()));
+  slot_received_.resize(static_cast<std::size_t>(placement.slots_per_rank()));
   for (int layer = 0; layer < placement.layers(); ++layer) {
     for (int slot = 0; slot < placement.slots(); ++slot)
       slot_expert_.push_back(placement.slot_expert(layer, slot));
@@ -42,7 +97,8 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
 }
 
 const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens,
-                                                  std::span<const std::int32_t> counts) {
+                                                  std::span<const std::int32_t> counts,
+                                                  std::span<const double> next_choice) {
   if (static_cast<int>(counts.size()) != experts_) {
     throw InternalError("MoeLayerEvaluator::evaluate: counts.size() differs from the expert count");
   }
@@ -50,38 +106,51 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     throw InternalError(fmt::format("MoeLayerEvaluator::evaluate: MoE layer {} of a placement with {} layers",
                                     layer, placement_.layers()));
   }
+  if (!next_choice.empty() && static_cast<int>(next_choice.size()) != experts_) {
+    throw InternalError("MoeLayerEvaluator::evaluate: next_choice.size() differs from the expert count");
+  }
   const std::size_t table = placement_.layers() == 1 ? 0 : static_cast<std::size_t>(layer);
   const int* only_slot = only_slot_.data() + table * static_cast<std::size_t>(experts_);
   const int* slot_expert = slot_expert_.data() + table * static_cast<std::size_t>(placement_.slots());
   MoeLayerResult& r = result_;
   r.tokens = tokens;
   r.assignments = 0;
-  const bool drop = capacity_.policy == CapacityPolicy::drop;
+  r.rerouted_assignments = 0;
+  const bool capped = capacity_.policy != CapacityPolicy::dropless;
+  const bool reroute = capacity_.policy == CapacityPolicy::reroute;
   const bool per_expert = capacity_.scope == CapacityScope::per_expert;
-  r.capacity = !drop        ? 0
-               : per_expert ? expert_capacity(capacity_, tokens, top_k_, experts_)
+  const double factor = capped ? capacity_.factor(layer) : 0.0;
+  r.capacity = !capped      ? 0
+               : per_expert ? expert_capacity(factor, tokens, top_k_, experts_)
                             // A rank's share of the assignments is 1 / ranks, also when redundant slots leave
                             // experts / ranks fractional.
-                            : rank_capacity(capacity_, tokens, top_k_, placement_.ranks(), 1);
+                            : rank_capacity(factor, tokens, top_k_, placement_.ranks(), 1);
+  const bool expert_cap = capped && per_expert;
+  const bool rank_cap = capped && !per_expert;
   // Without replicas and rank capacity, an expert's kept load is its slot's: fill both at once.
-  const bool direct = all_single_slot_ && !(drop && !per_expert);
+  const bool direct = all_single_slot_ && !rank_cap;
+  const std::int64_t cap = expert_cap ? r.capacity : std::numeric_limits<std::int32_t>::max();
   std::int32_t expert_max = 0;
+  std::int64_t overflow = 0;
+  for (int e = 0; e < experts_; ++e) {
+    r.assignments += counts[e];
+    const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
+    r.kept_per_expert[e] = kept;
+    r.overflow_per_expert[e] = counts[e] - kept;
+    overflow += counts[e] - kept;
+    expert_max = std::max(expert_max, kept);
+  }
+  if (reroute && expert_cap && overflow > 0) {
+    reroute_to_experts(tokens, next_choice);
+    expert_max = *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
+  }
   if (direct) {
     // The common case, without branches in the loop: every expert owns one slot.
-    const std::int64_t cap = drop ? r.capacity : std::numeric_limits<std::int32_t>::max();
-    for (int e = 0; e < experts_; ++e) {
-      r.assignments += counts[e];
-      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
-      r.kept_per_slot[only_slot[e]] = kept;
-      r.kept_per_expert[e] = kept;
-      expert_max = std::max(expert_max, kept);
-    }
+    for (int e = 0; e < experts_; ++e)
+      r.kept_per_slot[only_slot[e]] = r.kept_per_expert[e];
   }
   for (int e = 0; !direct && e < experts_; ++e) {
-    r.assignments += counts[e];
-    const std::int32_t kept = drop && per_expert
-                                  ? static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], r.capacity))
-                                  : counts[e];
+    const std::int32_t kept = r.kept_per_expert[e];
     if (only_slot[e] >= 0) {
       r.kept_per_slot[only_slot[e]] = kept;
       continue;
@@ -91,7 +160,10 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     for (std::int32_t i = 0; i < replicas; ++i)
       r.kept_per_slot[slots[i]] = kept / replicas + (i < kept % replicas ? 1 : 0);
   }
-  if (drop && !per_expert) apply_rank_capacity();
+  if (rank_cap) {
+    apply_rank_capacity();
+    if (reroute) reroute_to_ranks(layer, next_choice);
+  }
 
   if (!direct) std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
   std::int64_t kept_total = 0;
@@ -112,6 +184,10 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     r.max_expert_load_per_rank[rank] = largest;
     kept_total += rank_load;
   }
+  if (rank_cap) {
+    for (int e = 0; e < experts_; ++e)
+      r.overflow_per_expert[e] = std::max(0, counts[e] - r.kept_per_expert[e]);
+  }
   r.dropped_assignments = r.assignments - kept_total;
   r.tokens_fully_dropped = 0.0;
   if (r.dropped_assignments > 0) {
@@ -130,6 +206,66 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
   r.rank_max_load = *straggler;
   r.rank_mean_load = static_cast<double>(kept_total) / placement_.ranks();
   return r;
+}
+
+void MoeLayerEvaluator::reroute_to_experts(std::int64_t tokens, std::span<const double> next_choice) {
+  MoeLayerResult& r = result_;
+  const auto experts = static_cast<std::size_t>(experts_);
+  // An expert holds at most one assignment per token.
+  const std::int64_t limit = std::min(r.capacity, tokens);
+  std::int64_t overflow = 0;
+  for (std::size_t e = 0; e < experts; ++e) {
+    overflow += r.overflow_per_expert[e];
+    room_[e] = std::max<std::int64_t>(0, limit - r.kept_per_expert[e]);
+    weight_[e] = next_choice.empty() ? 1.0 : next_choice[e];
+    received_[e] = 0;
+  }
+  r.rerouted_assignments = spread(overflow, std::span(weight_).first(experts),
+                                  std::span(room_).first(experts), std::span(received_).first(experts));
+  for (std::size_t e = 0; e < experts; ++e)
+    r.kept_per_expert[e] += static_cast<std::int32_t>(received_[e]);
+}
+
+void MoeLayerEvaluator::reroute_to_ranks(int layer, std::span<const double> next_choice) {
+  MoeLayerResult& r = result_;
+  const auto ranks = static_cast<std::size_t>(placement_.ranks());
+  const int per_rank = placement_.slots_per_rank();
+  // Slot weights: the expert's share split over its replicas; rank weights: their sums.
+  std::span<double> slot_weight(weight_.data(), static_cast<std::size_t>(placement_.slots()));
+  for (int slot = 0; slot < placement_.slots(); ++slot) {
+    const int expert = placement_.slot_expert(layer, slot);
+    const double share = next_choice.empty() ? 1.0 : next_choice[static_cast<std::size_t>(expert)];
+    slot_weight[static_cast<std::size_t>(slot)] =
+        share / static_cast<double>(placement_.expert_slots(layer, expert).size());
+  }
+  // Before the rank capacity every slot held all its expert's assignments, so what the slots lack now
+  // is what the full ranks dropped.
+  std::int64_t dropped = r.assignments;
+  for (std::size_t rank = 0; rank < ranks; ++rank) {
+    std::int64_t load = 0;
+    rank_weight_[rank] = 0;
+    for (std::size_t s = rank * per_rank; s < (rank + 1) * per_rank; ++s) {
+      load += r.kept_per_slot[s];
+      rank_weight_[rank] += slot_weight[s];
+    }
+    dropped -= load;
+    room_[rank] = std::max<std::int64_t>(0, r.capacity - load);
+    received_[rank] = 0;
+  }
+  if (dropped == 0) return;
+  r.rerouted_assignments =
+      spread(dropped, rank_weight_, std::span(room_).first(ranks), std::span(received_).first(ranks));
+  for (std::size_t rank = 0; rank < ranks; ++rank) {
+    const std::int64_t extra = received_[rank];
+    if (extra == 0) continue;
+    const std::size_t first = rank * static_cast<std::size_t>(per_rank);
+    // Inside the rank only the rank's capacity binds.
+    std::fill(slot_room_.begin(), slot_room_.end(), extra);
+    std::fill(slot_received_.begin(), slot_received_.end(), 0);
+    spread(extra, slot_weight.subspan(first, per_rank), slot_room_, slot_received_);
+    for (std::size_t i = 0; i < static_cast<std::size_t>(per_rank); ++i)
+      r.kept_per_slot[first + i] += static_cast<std::int32_t>(slot_received_[i]);
+  }
 }
 
 void MoeLayerEvaluator::apply_rank_capacity() {

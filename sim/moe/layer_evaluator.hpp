@@ -15,6 +15,8 @@ struct MoeLayerResult {
   std::int64_t tokens = 0;
   std::int64_t assignments = 0;  // routed token-expert assignments (sum of the counts)
   std::int64_t dropped_assignments = 0;
+  // Assignments that met a full expert (or rank) and moved to another expert (reroute policy).
+  std::int64_t rerouted_assignments = 0;
   // Expected number of tokens that lost all top_k assignments.
   // Assumption: a token's assignments are dropped independently, each with the micro-batch's drop
   // fraction, so this is tokens * (dropped / assignments)^top_k (moesim's own guess; routers that drop
@@ -28,7 +30,10 @@ struct MoeLayerResult {
   double rank_mean_load = 0;
   int straggler_rank = 0;  // the rank with the most kept assignments; ties go to the lowest rank
 
-  std::vector<std::int32_t> kept_per_expert;           // experts
+  std::vector<std::int32_t> kept_per_expert;  // experts
+  // Per expert, its routed assignments beyond what it kept of them: over its capacity (per_expert
+  // scope) or removed by its rank's capacity (per_rank scope), whether rerouted or dropped.
+  std::vector<std::int32_t> overflow_per_expert;
   std::vector<std::int32_t> kept_per_slot;             // slots
   std::vector<std::int64_t> kept_per_rank;             // ranks
   std::vector<std::int32_t> active_experts_per_rank;   // slots with a non-zero kept load
@@ -47,19 +52,29 @@ struct MoeLayerResult {
 // Assumption: with the per_rank scope a rank over capacity drops from its slots in proportion to their
 // loads, rounding down and giving the leftover capacity to its lowest slots with load left (moesim's
 // own guess: overflowing tokens arrive in random expert order).
+// Assumption: reroute works on counts, not token ids: the overflow of the full experts (ranks) is
+// spread over the experts (ranks) that still have room in proportion to their share of the layer's
+// routing (the next-choice distribution), never beyond their room; what finds no room is dropped.
+// A rerouted assignment may land on an expert its token already chose, which a per-token router
+// would avoid (moesim's own guess; the counts stay within capacity and conserve assignments). Inside a
+// receiving rank the extra assignments go to its slots in proportion to their share.
 class MoeLayerEvaluator {
  public:
   MoeLayerEvaluator(const ExpertPlacement& placement, const CapacitySpec& capacity, int experts, int top_k);
 
   // counts: routed assignments per expert (Router::sample_counts) of a micro-batch of `tokens` tokens
   // at MoE layer `layer` (0-based among MoE layers; it picks the layer's layout of a per-layer
-  // placement). The result stays valid until the next call.
-  const MoeLayerResult& evaluate(int layer, std::int64_t tokens, std::span<const std::int32_t> counts);
+  // placement). `next_choice` is the layer's expected share per expert (Router::popularity), read only
+  // by the reroute policy; empty means equal shares. The result stays valid until the next call.
+  const MoeLayerResult& evaluate(int layer, std::int64_t tokens, std::span<const std::int32_t> counts,
+                                 std::span<const double> next_choice = {});
   // The same for a placement with one layout for every layer (InternalError for a per-layer one).
   const MoeLayerResult& evaluate(std::int64_t tokens, std::span<const std::int32_t> counts);
 
  private:
   void apply_rank_capacity();
+  void reroute_to_experts(std::int64_t tokens, std::span<const double> next_choice);
+  void reroute_to_ranks(int layer, std::span<const double> next_choice);
 
   const ExpertPlacement& placement_;
   CapacitySpec capacity_;
@@ -67,6 +82,13 @@ class MoeLayerEvaluator {
   int top_k_;
   MoeLayerResult result_;
   std::vector<std::int32_t> routed_per_slot_;  // scratch of apply_rank_capacity
+  // Scratch of the reroute policy: room and weight per expert, rank or slot, and what each received.
+  std::vector<std::int64_t> room_;
+  std::vector<double> weight_;
+  std::vector<std::int64_t> received_;
+  std::vector<double> rank_weight_;
+  std::vector<std::int64_t> slot_room_;      // one rank's slots
+  std::vector<std::int64_t> slot_received_;  // one rank's slots
   // The placement's tables as flat arrays for the per-slot loops, [layer][slot] and [layer][expert].
   std::vector<int> slot_expert_;
   std::vector<int> only_slot_;  // an expert's slot when it has exactly one, else -1

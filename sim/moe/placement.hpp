@@ -1,5 +1,7 @@
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -15,18 +17,36 @@ enum class PlacementKind {
   contiguous,   // expert e on rank e / (experts / ranks)
   round_robin,  // expert e on rank e % ranks
   eplb,         // per MoE layer from the expected loads, with redundant slots (eplb.hpp)
+  file,         // per MoE layer (or one for all) as a file lists them
+};
+
+// Periodic rebalancing of an eplb placement from observed load (rebalance.hpp).
+struct RebalanceSpec {
+  double every_s = 600;   // time between rebalances
+  double window_s = 600;  // observed load of the last window_s seconds before each rebalance
 };
 
 // The "placement" object of a scenario:
 //   {"kind": "contiguous" | "round_robin"}      (default contiguous)
-//   {"kind": "eplb", "hierarchical": false}     deployment.parallel.redundant_experts extra slots;
-//                                               hierarchical packs expert groups onto nodes first
+//   {"kind": "eplb", "hierarchical": false,     deployment.parallel.redundant_experts extra slots;
+//    "rebalance": {"every_s": 600,              hierarchical packs expert groups onto nodes first;
+//                  "window_s": 600}}            rebalance (optional) re-places from observed load
+//   {"kind": "file", "file": "placement.json"}  a placement file (format below), relative to the scenario
+// window_s (default every_s) must be at most every_s or a whole multiple of it, at most 64 times.
+//
+// A placement file: {"description": "..." (optional), "layers": [[expert of slot 0, expert of slot 1,
+// ...], ...]}: one layout for every MoE layer or one per MoE layer; slots numbered rank by rank.
 struct PlacementSpec {
   PlacementKind kind = PlacementKind::contiguous;
   bool hierarchical = false;
+  std::optional<RebalanceSpec> rebalance;
+  std::filesystem::path file;
+  std::vector<std::vector<int>> file_layers;  // as read from `file`
 };
 
-PlacementSpec parse_placement(const JsonReader& reader);
+// Relative placement files are resolved against `base_dir` (the scenario's folder); the file is read
+// here (InputError naming the file and the entry for a malformed one).
+PlacementSpec parse_placement(const JsonReader& reader, const std::filesystem::path& base_dir = ".");
 nlohmann::json to_json(const PlacementSpec& spec);
 
 // Experts mapped to the weight slots of EP ranks, one layout shared by every MoE layer or one per MoE
@@ -84,11 +104,17 @@ struct PlacementShape {
   int ranks_per_node = 0;
 };
 
+// Checks a file placement against the deployment: one layout or one per MoE layer, each with
+// experts + redundant_experts slots (a multiple of the ranks), expert ids below experts, every expert
+// at least once. InputError naming the file and the layer (and slot). No-op for other kinds.
+void check_placement_file(const PlacementSpec& spec, const PlacementShape& shape, int moe_layers);
+
 // The static kinds (no redundant slots).
 // InputError (source "placement") for eplb, or when redundant_experts > 0.
 ExpertPlacement make_placement(const PlacementSpec& spec, int experts, int ranks);
-// Any kind; eplb places each MoE layer from the router's expected loads (Router::popularity).
-// InputError (source "placement") when the slots do not fit: redundant slots without eplb,
+// Any kind; eplb places each MoE layer from the router's expected loads (Router::popularity), file
+// takes the file's layouts (check_placement_file).
+// InputError (source "placement") when the slots do not fit: redundant slots without eplb or file,
 // redundant_experts < 0 or above experts * (ranks - 1), experts + redundant_experts not a multiple of
 // ranks.
 ExpertPlacement make_placement(const PlacementSpec& spec, const PlacementShape& shape, const Router& router);

@@ -20,6 +20,19 @@ nlohmann::json imbalance(const Histogram& histogram) {
   return {{"mean", histogram.mean()}, {"p99", histogram.quantile(0.99)}, {"max", histogram.max()}};
 }
 
+// The (layer, rank) straggler pairs listed in moe.stragglers.top.
+constexpr std::size_t kStragglerPairsReported = 20;
+
+// moe_drop_rate[w] = moe_dropped[w] / moe_assignments[w] (0 in windows without MoE work).
+void add_drop_rate_series(nlohmann::json& series) {
+  const auto& dropped = series.at("moe_dropped");
+  const auto& assignments = series.at("moe_assignments");
+  nlohmann::json rate = nlohmann::json::array();
+  for (std::size_t w = 0; w < dropped.size(); ++w)
+    rate.push_back(ratio(dropped[w].get<double>(), assignments[w].get<double>()));
+  series["moe_drop_rate"] = std::move(rate);
+}
+
 }  // namespace
 
 nlohmann::json build_report(const Scenario& scenario, const SimulationResult& result,
@@ -69,14 +82,22 @@ nlohmann::json build_report(const Scenario& scenario, const SimulationResult& re
     const MoeLoadMetrics& load = *result.moe;
     moe["capacity_factor"] = to_json(scenario.capacity)["capacity_factor"];
     moe["policy"] = to_json(scenario.capacity)["policy"];
+    moe["scope"] = to_json(scenario.capacity)["scope"];
     moe["total_assignments"] = load.assignments();
     moe["dropped_assignments"] = load.dropped();
+    moe["rerouted_assignments"] = load.rerouted();
     moe["drop_rate"] = ratio(static_cast<double>(load.dropped()), static_cast<double>(load.assignments()));
     moe["tokens_fully_dropped"] = load.tokens_fully_dropped();
     moe["imbalance"] = {{"expert_max_over_mean", imbalance(load.expert_imbalance())},
                         {"rank_max_over_mean", imbalance(load.rank_imbalance())}};
     moe["layers"] = load.layers_json(scenario.outputs.expert_load);
     moe["ranks"] = load.ranks_json();
+    moe["stragglers"] = load.stragglers_json(kStragglerPairsReported);
+    const RebalanceSample& moved = load.rebalance_totals();
+    moe["rebalance"] = {{"count", load.rebalances()},
+                        {"slots_moved", moved.slots_moved},
+                        {"bytes_moved", moved.bytes_moved},
+                        {"stall_s", moved.stall_s}};
   } else {
     moe = nullptr;
   }
@@ -97,6 +118,7 @@ nlohmann::json build_report(const Scenario& scenario, const SimulationResult& re
                       {"kv_token_capacity_per_attention_rank", memory.kv_token_capacity}};
   report["cost_model"] = result.cost_model;
   report["timeseries"] = result.timeseries.to_json();
+  if (result.moe) add_drop_rate_series(report["timeseries"]);
 
   const double wall_s = cost.reproducible ? 0.0 : cost.wall_s;
   const double sim_time_s = ns_to_seconds(result.end_time);

@@ -19,7 +19,7 @@ int bounded_int(const JsonReader& reader, std::string_view key, std::int64_t fal
 
 }  // namespace
 
-DeploymentSpec parse_deployment(const JsonReader& reader) {
+DeploymentSpec parse_deployment(const JsonReader& reader, const std::filesystem::path& base_dir) {
   DeploymentSpec spec;
   spec.instances = bounded_int(reader, "instances", 1);
   if (auto parallel = reader.optional_object("parallel")) spec.layout = parse_parallel_layout(*parallel);
@@ -43,7 +43,8 @@ DeploymentSpec parse_deployment(const JsonReader& reader) {
                                      "least_outstanding") == "round_robin"
                            ? LoadBalancerPolicy::round_robin
                            : LoadBalancerPolicy::least_outstanding;
-  if (auto placement = reader.optional_object("placement")) spec.placement = parse_placement(*placement);
+  if (auto placement = reader.optional_object("placement"))
+    spec.placement = parse_placement(*placement, base_dir);
   if (auto precision = reader.optional_object("precision")) {
     spec.step.weight_precision = parse_precision(*precision, "weights", spec.step.weight_precision);
     spec.step.expert_precision = parse_precision(*precision, "experts", spec.step.expert_precision);

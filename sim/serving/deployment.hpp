@@ -1,5 +1,6 @@
 #pragma once
 
+#include <filesystem>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -33,9 +34,10 @@ struct DeploymentSpec {
 // Reads the scenario's "deployment" object:
 // {"instances", "parallel": {attention_tp, attention_dp, expert_ep, expert_tp, redundant_experts},
 //  "scheduler": {max_sequences, max_batched_tokens, chunked_prefill, kv_block_tokens, prefix_caching},
-//  "gpu_memory_utilization", "activation_reserve_GB", "load_balancer", "placement": {kind},
-//  "precision": {weights, experts, dispatch, combine}, "kernels_per_layer"}
-DeploymentSpec parse_deployment(const JsonReader& reader);
+//  "gpu_memory_utilization", "activation_reserve_GB", "load_balancer", "placement": {kind, ...}
+//  (placement.hpp), "precision": {weights, experts, dispatch, combine}, "kernels_per_layer"}
+// Relative paths inside (a placement file) are resolved against `base_dir`.
+DeploymentSpec parse_deployment(const JsonReader& reader, const std::filesystem::path& base_dir = ".");
 nlohmann::json to_json(const DeploymentSpec& spec);
 
 }  // namespace moesim

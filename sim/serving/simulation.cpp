@@ -11,6 +11,8 @@
 #include "sim/engine/engine.hpp"
 #include "sim/moe/layer_evaluator.hpp"
 #include "sim/moe/placement.hpp"
+#include "sim/moe/rebalance.hpp"
+#include "sim/network/collectives.hpp"
 #include "sim/network/expert_parallel_comm.hpp"
 #include "sim/serving/scheduler.hpp"
 #include "sim/serving/step_cost.hpp"
@@ -39,7 +41,9 @@ std::vector<SeriesColumn> series_columns() {
           {"moe_dropped", Aggregation::sum},
           {"expert_max_over_mean", Aggregation::mean},
           {"rank_max_over_mean", Aggregation::mean},
-          {"preemptions", Aggregation::sum}};
+          {"preemptions", Aggregation::sum},
+          {"moe_rerouted", Aggregation::sum},
+          {"rebalance_stall_s", Aggregation::sum}};
 }
 
 struct Instance {
@@ -47,6 +51,8 @@ struct Instance {
   std::vector<BatchShape> shapes;
   std::unique_ptr<Router> router;
   std::unique_ptr<ExpertPlacement> placement;
+  std::unique_ptr<ExpertRebalancer> rebalancer;
+  std::vector<int> ep_gpus;  // GPU of each EP rank (its first expert-TP GPU)
   std::unique_ptr<ExpertParallelComm> expert_comm;
   std::unique_ptr<TensorParallelAllReduce> tp_allreduce;
   std::unique_ptr<StepCostModel> step_cost;
@@ -165,11 +171,19 @@ class Simulation final : public EventHandler, public RequestObserver {
                            {model_.experts, layout.expert_ep, layout.redundant_experts,
                             graph_->gpus_per_node() / layout.expert_tp},
                            *instance.router));
+        for (int r = 0; r < layout.expert_ep; ++r)
+          instance.ep_gpus.push_back(gpus[static_cast<std::size_t>(r * layout.expert_tp)]);
         if (layout.expert_ep > 1) {
-          std::vector<int> ep_gpus;
-          for (int r = 0; r < layout.expert_ep; ++r)
-            ep_gpus.push_back(gpus[static_cast<std::size_t>(r * layout.expert_tp)]);
-          instance.expert_comm = std::make_unique<ExpertParallelComm>(*graph_, ep_gpus, *inputs_.network);
+          instance.expert_comm =
+              std::make_unique<ExpertParallelComm>(*graph_, instance.ep_gpus, *inputs_.network);
+        }
+        if (deployment_.placement.kind == PlacementKind::eplb && deployment_.placement.rebalance) {
+          instance.rebalancer = std::make_unique<ExpertRebalancer>(
+              *deployment_.placement.rebalance,
+              PlacementShape{model_.experts, layout.expert_ep, layout.redundant_experts,
+                             graph_->gpus_per_node() / layout.expert_tp},
+              deployment_.placement.hierarchical, model_.derived.moe_layers,
+              model_.derived.expert_weight_bytes / layout.expert_tp);
         }
       }
       StepCostOptions options = deployment_.step;
@@ -178,6 +192,7 @@ class Simulation final : public EventHandler, public RequestObserver {
           model_, layout, cost_, instance.router.get(), instance.placement.get(), *inputs_.capacity,
           instance.expert_comm.get(), instance.tp_allreduce.get(), options,
           result_.moe ? &*result_.moe : nullptr);
+      instance.step_cost->observe_loads(instance.rebalancer.get());
     }
   }
 
@@ -250,14 +265,16 @@ class Simulation final : public EventHandler, public RequestObserver {
     }
     const std::int64_t assignments_before = result_.moe ? result_.moe->assignments() : 0;
     const std::int64_t dropped_before = result_.moe ? result_.moe->dropped() : 0;
+    const std::int64_t rerouted_before = result_.moe ? result_.moe->rerouted() : 0;
     const double expert_sum_before = result_.moe ? moe_imbalance_sum(result_.moe->expert_imbalance()) : 0;
     const double rank_sum_before = result_.moe ? moe_imbalance_sum(result_.moe->rank_imbalance()) : 0;
     const std::uint64_t layers_before = result_.moe ? result_.moe->expert_imbalance().count() : 0;
 
+    const double stall_s = instance.rebalancer ? rebalance(instance, now) : 0.0;
     const bool traced = inputs_.timeline != nullptr && inputs_.timeline->begin_step(instance_index, now);
     instance.step_cost->set_timeline(traced ? inputs_.timeline : nullptr);
     const StepTiming timing = instance.step_cost->price(instance.shapes);
-    const SimTime duration = std::max<SimTime>(1, seconds_to_ns_ceil(timing.total_s));
+    const SimTime duration = std::max<SimTime>(1, seconds_to_ns_ceil(timing.total_s + stall_s));
     if (traced) inputs_.timeline->end_step(duration);
     accumulate(timing);
     ++result_.steps;
@@ -280,6 +297,7 @@ class Simulation final : public EventHandler, public RequestObserver {
       series.record(now, kSeriesMoeAssignments,
                     static_cast<double>(result_.moe->assignments() - assignments_before));
       series.record(now, kSeriesMoeDropped, static_cast<double>(result_.moe->dropped() - dropped_before));
+      series.record(now, kSeriesMoeRerouted, static_cast<double>(result_.moe->rerouted() - rerouted_before));
       if (layers > 0) {
         series.record(now, kSeriesExpertImbalance,
                       (moe_imbalance_sum(result_.moe->expert_imbalance()) - expert_sum_before) / layers);
@@ -290,6 +308,31 @@ class Simulation final : public EventHandler, public RequestObserver {
     instance.busy = true;
     engine_.schedule(now + duration, 0, kStepEnd, instance_index);
     report_progress();
+  }
+
+  // Rebalances the instance's expert placement when due; returns the stall it costs. The moved
+  // weights are priced as one all-to-all of their bytes between the EP ranks' GPUs.
+  // Assumption (moesim's choice, the pessimistic case): the instance stops serving while the weights
+  // move, as a rebalance that swaps weights in place between forward passes does; engines that stage
+  // the new weights in spare memory could hide most of it.
+  double rebalance(Instance& instance, SimTime now) {
+    ExpertRebalancer& rebalancer = *instance.rebalancer;
+    double stall_s = 0;
+    if (rebalancer.due(now)) {
+      if (auto move = rebalancer.rebalance(now, *instance.placement)) {
+        auto placement = std::make_unique<ExpertPlacement>(std::move(move->placement));
+        instance.step_cost->set_placement(*placement);
+        instance.placement = std::move(placement);
+        stall_s = all_to_all_time(*graph_, instance.ep_gpus, move->bytes, *inputs_.network);
+        double bytes = 0;
+        for (const double value : move->bytes)
+          bytes += value;
+        result_.moe->record(RebalanceSample{move->slots_moved, bytes, stall_s});
+        result_.timeseries.record(now, kSeriesRebalanceStall, stall_s);
+      }
+    }
+    rebalancer.begin_step(now);
+    return stall_s;
   }
 
   static double moe_imbalance_sum(const Histogram& histogram) {

@@ -68,6 +68,8 @@ enum SeriesColumnId : int {
   kSeriesExpertImbalance,
   kSeriesRankImbalance,
   kSeriesPreemptions,
+  kSeriesMoeRerouted,
+  kSeriesRebalanceStall,
   kSeriesColumnCount
 };
 

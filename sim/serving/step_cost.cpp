@@ -23,7 +23,8 @@ StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layou
       expert_comm_(expert_comm),
       tp_allreduce_(tp_allreduce),
       options_(options),
-      moe_metrics_(moe_metrics) {
+      moe_metrics_(moe_metrics),
+      capacity_(capacity) {
   const int tp = layout_.attention_tp;
   if (model_.attention == AttentionKind::mla) {
     // The MLA latent is replicated on every GPU of an attention rank.
@@ -56,6 +57,13 @@ StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layou
     silu_seconds_per_assignment_ =
         cost_.memory_seconds(kReferenceAssignments * 6.0 * expert_ffn_per_gpu_) / kReferenceAssignments;
   }
+}
+
+void StepCostModel::set_placement(const ExpertPlacement& placement) {
+  if (placement.slots_per_rank() != slots_per_rank_) {
+    throw InternalError("StepCostModel::set_placement: a placement with another slot count per rank");
+  }
+  evaluator_ = std::make_unique<MoeLayerEvaluator>(placement, capacity_, model_.experts, model_.top_k);
 }
 
 double StepCostModel::attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const {
@@ -207,7 +215,9 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     timing.attention_s += window ? with_moe_dense_window : with_moe_dense_full;
 
     router_->sample_counts(moe_layer, total_tokens, expert_counts_);
-    const MoeLayerResult& result = evaluator_->evaluate(moe_layer, total_tokens, expert_counts_);
+    if (rebalancer_ != nullptr) rebalancer_->observe(moe_layer, expert_counts_);
+    const MoeLayerResult& result =
+        evaluator_->evaluate(moe_layer, total_tokens, expert_counts_, router_->popularity(moe_layer));
     double slowest = 0;
     int straggler = 0;
     // Indexed directly: this loop runs for every slot of every MoE layer of every step.
@@ -254,11 +264,13 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     sample.layer = moe_layer;
     sample.assignments = result.assignments;
     sample.dropped = result.dropped_assignments;
+    sample.rerouted = result.rerouted_assignments;
     sample.tokens_fully_dropped = result.tokens_fully_dropped;
     sample.expert_max_over_mean = result.expert_imbalance();
     sample.rank_max_over_mean = result.rank_imbalance();
     sample.straggler_rank = straggler;
     sample.expert_demand = expert_counts_;
+    sample.expert_overflow = result.overflow_per_expert;
     sample.rank_assignments = rank_kept_;
     sample.rank_busy_s = rank_busy_s_;
     moe_metrics_->record(sample);

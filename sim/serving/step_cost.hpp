@@ -14,6 +14,7 @@
 #include "sim/moe/capacity.hpp"
 #include "sim/moe/layer_evaluator.hpp"
 #include "sim/moe/placement.hpp"
+#include "sim/moe/rebalance.hpp"
 #include "sim/network/expert_parallel_comm.hpp"
 #include "sim/network/network_params.hpp"
 #include "sim/router/router.hpp"
@@ -119,6 +120,10 @@ class StepCostModel {
   // The sink that receives the layers of the following price() calls; null (the
   // default) records nothing and costs one branch per layer.
   void set_timeline(StepTimelineSink* timeline) { timeline_ = timeline; }
+  // Evaluates the following steps with `placement` (same slot count; it must outlive its use).
+  void set_placement(const ExpertPlacement& placement);
+  // Hands every MoE layer's routed counts to `rebalancer` (null: nobody).
+  void observe_loads(ExpertRebalancer* rebalancer) { rebalancer_ = rebalancer; }
 
  private:
   double attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const;
@@ -137,6 +142,8 @@ class StepCostModel {
   StepCostOptions options_;
   MoeLoadMetrics* moe_metrics_;
   StepTimelineSink* timeline_ = nullptr;
+  CapacitySpec capacity_;
+  ExpertRebalancer* rebalancer_ = nullptr;
   std::unique_ptr<MoeLayerEvaluator> evaluator_;
   // One expert's GEMM time by its token count, up to the largest step.
   std::optional<ExpertCostTable> expert_cost_;

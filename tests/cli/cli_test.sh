@@ -81,6 +81,31 @@ check "EPLB with redundant slots runs" 0 "report" -- "$MOESIM" run "$small" --se
   --set deployment.parallel.redundant_experts=8 --report "$work/eplb.json"
 check "redundant slots need EPLB" 2 "redundant_experts" -- "$MOESIM" validate "$small" \
   --set deployment.parallel.redundant_experts=8
+check "reroute keeps more than drop" 0 "ok" -- bash -c "
+  '$MOESIM' run '$small' --quiet --set capacity.policy=reroute --report '$work/reroute.json' &&
+  python3 -c \"
+import json
+drop = json.load(open('$work/out/report.json'))['moe']
+reroute = json.load(open('$work/reroute.json'))['moe']
+assert reroute['rerouted_assignments'] > 0 and reroute['dropped_assignments'] < drop['dropped_assignments']
+assert reroute['stragglers']['top'] and 'expert_overflow' in reroute['layers'][0]
+print('ok')\""
+check "per-layer capacity factors must match the MoE layers" 2 "capacity.capacity_factor: expected one factor per MoE layer \(32 of them\), got 2" -- \
+  "$MOESIM" validate "$small" --set 'capacity.capacity_factor=[1, 2]'
+python3 -c "import json; print(json.dumps({'layers': [[e for e in range(8)] + [0] * 8]}))" >"$work/placement.json"
+check "a placement file with redundant slots runs" 0 "report" -- "$MOESIM" run "$small" \
+  --set deployment.placement='{"kind": "file", "file": "'"$work"'/placement.json"}' \
+  --set deployment.parallel.redundant_experts=8 --report "$work/file.json"
+check "a placement file of the wrong size names it" 2 "placement.json: layers\[0\]: expected 8 slots" -- \
+  "$MOESIM" validate "$small" --set deployment.placement='{"kind": "file", "file": "'"$work"'/placement.json"}'
+check "EPLB rebalancing runs and reports its moves" 0 "ok" -- bash -c "
+  '$MOESIM' run '$small' --quiet --set deployment.placement='{\"kind\": \"eplb\", \"rebalance\": {\"every_s\": 0.5}}' \
+    --report '$work/rebalance.json' &&
+  python3 -c \"
+import json
+moe = json.load(open('$work/rebalance.json'))['moe']
+assert moe['rebalance']['count'] > 0 and moe['rebalance']['stall_s'] >= 0, moe['rebalance']
+print('ok')\""
 check "topology inspect" 0 "across nodes .*bottleneck 50.0 .. 50.0 GB/s" -- "$MOESIM" topology inspect h800-8x4
 check "topology path" 0 "path gpu0 -> gpu1: 2 links, bottleneck 450.0 GB/s" -- "$MOESIM" topology inspect h100-8x1 --from 0 --to 1
 check "topology bad GPU" 2 "--from: expected a GPU index" -- "$MOESIM" topology inspect h100-8x1 --from 9

@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <string>
+
 #include "sim/common/error.hpp"
 #include "sim/moe/placement.hpp"
 #include "sim/router/router.hpp"
@@ -11,6 +15,22 @@ namespace {
 
 PlacementSpec parse(std::string_view text) {
   const auto json = JsonReader::parse_text(text, "scenario.json");
+  return parse_placement(JsonReader(json, "scenario.json", "deployment.placement"));
+}
+
+// A placement file with `text` in a scratch folder.
+std::filesystem::path placement_file(const std::string& name, const std::string& text) {
+  const auto folder = std::filesystem::temp_directory_path() / "moesim_placement_tests";
+  std::filesystem::create_directories(folder);
+  const auto file = folder / name;
+  std::ofstream(file) << text;
+  return file;
+}
+
+PlacementSpec parse_file(const std::string& name, const std::string& text) {
+  const auto file = placement_file(name, text);
+  const auto json =
+      JsonReader::parse_text(R"({"kind": "file", "file": ")" + file.string() + "\"}", "scenario.json");
   return parse_placement(JsonReader(json, "scenario.json", "deployment.placement"));
 }
 
@@ -68,7 +88,8 @@ TEST_CASE("placement specs parse, round-trip, and bad ones name the key", "[moe]
   }
   CHECK_THROWS_WITH(
       parse(R"({"kind": "greedy"})"),
-      Contains("scenario.json: deployment.placement.kind: expected one of [contiguous, round_robin, eplb]"));
+      Contains("scenario.json: deployment.placement.kind: expected one of [contiguous, round_robin, eplb, "
+               "file]"));
   CHECK_THROWS_WITH(parse(R"({"kind": 7})"), Contains("deployment.placement.kind: expected a string"));
   CHECK_THROWS_WITH(parse(R"({"kind": null})"), Contains("deployment.placement.kind"));
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "hierarchical": "yes"})"),
@@ -108,4 +129,111 @@ TEST_CASE("bad placement shapes are input errors that say what was expected", "[
   CHECK(make_placement(eplb, {64, 8, 448, 0}, *router).slots_per_rank() == 64);
   CHECK(make_placement(eplb, {64, 8, 8, 0}, *router).slots() == 72);
   CHECK(make_placement(contiguous, {64, 8, 0, 0}, *router).layers() == 1);
+}
+
+TEST_CASE("a placement file gives each layer its slots", "[moe][placement][file]") {
+  // 4 experts + 2 redundant slots on 2 ranks; layer 1 replicates expert 3 instead of expert 0.
+  const auto spec = parse_file("two_layers.json", R"({"description": "test", "layers": [[0, 0, 1, 2, 3, 1],
+                                                                                      [3, 0, 1, 3, 2, 3]]})");
+  CHECK(spec.kind == PlacementKind::file);
+  CHECK(to_json(spec)["kind"] == "file");
+  CHECK(to_json(spec)["file"] == spec.file.string());
+  RouterSpec uniform;
+  const auto router = make_router(uniform, 2, 4, 2, 1);
+  const ExpertPlacement placement = make_placement(spec, {4, 2, 2, 0}, *router);
+  CHECK(placement.layers() == 2);
+  CHECK(placement.slots_per_rank() == 3);
+  CHECK(placement.expert_slots(0, 0).size() == 2);
+  CHECK(placement.expert_slots(1, 3).size() == 3);
+  CHECK(placement.slot_expert(1, 4) == 2);
+  // One layout serves every layer.
+  const auto shared = parse_file("shared.json", R"({"layers": [[0, 1, 2, 3]]})");
+  CHECK(make_placement(shared, {4, 2, 0, 0}, *router).layers() == 1);
+  // Relative paths are resolved against the scenario's folder.
+  const auto folder = std::filesystem::temp_directory_path() / "moesim_placement_tests";
+  const auto json = JsonReader::parse_text(R"({"kind": "file", "file": "shared.json"})", "scenario.json");
+  CHECK(parse_placement(JsonReader(json, "scenario.json", "deployment.placement"), folder).file ==
+        folder / "shared.json");
+}
+
+TEST_CASE("bad placement files name the file and the entry", "[moe][placement][file]") {
+  CHECK_THROWS_WITH(parse_file("empty.json", ""), Contains("empty.json") && Contains("empty"));
+  CHECK_THROWS_WITH(parse_file("truncated.json", R"({"layers": [[0, 1, )"),
+                    Contains("truncated.json: line 1"));
+  CHECK_THROWS_WITH(parse_file("nan.json", R"({"layers": [[0, NaN]]})"), Contains("nan.json: line 1"));
+  CHECK_THROWS_WITH(parse_file("no_layers.json", "{}"), Contains("no_layers.json: layers"));
+  CHECK_THROWS_WITH(parse_file("not_array.json", R"({"layers": 3})"),
+                    Contains("not_array.json: layers: expected a non-empty array of slot lists"));
+  CHECK_THROWS_WITH(parse_file("no_layer.json", R"({"layers": []})"), Contains("no_layer.json: layers"));
+  CHECK_THROWS_WITH(parse_file("empty_layer.json", R"({"layers": [[0, 1], []]})"),
+                    Contains("empty_layer.json: layers[1]: expected a non-empty array of expert ids"));
+  CHECK_THROWS_WITH(parse_file("negative.json", R"({"layers": [[0, -1]]})"),
+                    Contains("negative.json: layers[0][1]: expected an expert id (an integer >= 0), got"));
+  CHECK_THROWS_WITH(parse_file("string.json", R"({"layers": [[0, "1"]]})"),
+                    Contains("string.json: layers[0][1]: expected an expert id"));
+  CHECK_THROWS_WITH(parse_file("float.json", R"({"layers": [[0, 1.5]]})"),
+                    Contains("float.json: layers[0][1]"));
+  CHECK_THROWS_WITH(parse_file("huge.json", R"({"layers": [[0, 99999999999999]]})"),
+                    Contains("huge.json: layers[0][1]"));
+  CHECK_THROWS_WITH(parse_file("unknown.json", R"({"layers": [[0]], "ranks": 2})"),
+                    Contains("unknown.json") && Contains("unknown key \"ranks\""));
+  const auto missing =
+      JsonReader::parse_text(R"({"kind": "file", "file": "/nonexistent/placement.json"})", "s");
+  CHECK_THROWS_WITH(parse_placement(JsonReader(missing, "scenario.json", "deployment.placement")),
+                    Contains("/nonexistent/placement.json"));
+  const auto no_file = JsonReader::parse_text(R"({"kind": "file"})", "s");
+  CHECK_THROWS_WITH(parse_placement(JsonReader(no_file, "scenario.json", "deployment.placement")),
+                    Contains("deployment.placement.file"));
+
+  // Against the deployment: 4 experts, 2 ranks, the given redundant slots, 2 MoE layers.
+  const auto check = [](const std::string& name, const std::string& layers, int redundant = 0) {
+    check_placement_file(parse_file(name, R"({"layers": )" + layers + "}"), {4, 2, redundant, 0}, 2);
+  };
+  CHECK_NOTHROW(check("ok.json", "[[0, 1, 2, 3], [3, 2, 1, 0]]"));
+  CHECK_THROWS_WITH(
+      check("three.json", "[[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3]]"),
+      Contains("three.json: layers: expected one layout for every MoE layer or one per MoE layer "
+               "(2), got 3"));
+  CHECK_THROWS_WITH(check("short.json", "[[0, 1, 2, 3], [0, 1, 2]]"),
+                    Contains("short.json: layers[1]: expected 4 slots (4 experts + 0 redundant"));
+  CHECK_THROWS_WITH(check("uneven.json", "[[0, 1, 2, 3, 0]]", 1),
+                    Contains("uneven.json: layers[0]: expected the 5 slots to split evenly over 2 EP ranks"));
+  CHECK_THROWS_WITH(check("range.json", "[[0, 1, 2, 4]]"),
+                    Contains("range.json: layers[0][3]: expected an expert id below 4, got 4"));
+  CHECK_THROWS_WITH(
+      check("uncovered.json", "[[0, 1, 2, 2]]"),
+      Contains("uncovered.json: layers[0]: expected every expert in at least one slot; expert 3 "
+               "has none"));
+  RouterSpec uniform;
+  const auto router = make_router(uniform, 2, 4, 2, 1);
+  CHECK_THROWS_WITH(
+      make_placement(parse_file("range2.json", R"({"layers": [[0, 1, 2, 7]]})"), {4, 2, 0, 0}, *router),
+      Contains("range2.json: layers[0][3]"));
+}
+
+TEST_CASE("rebalancing specs parse and bad ones name the key", "[moe][placement][rebalance]") {
+  const auto spec = parse(R"({"kind": "eplb", "rebalance": {"every_s": 600}})");
+  REQUIRE(spec.rebalance);
+  CHECK(spec.rebalance->every_s == 600);
+  CHECK(spec.rebalance->window_s == 600);
+  const char* text =
+      R"({"kind": "eplb", "hierarchical": false, "rebalance": {"every_s": 60, "window_s": 180}})";
+  CHECK(to_json(parse(text)) == JsonReader::parse_text(text, "x"));
+  CHECK(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "window_s": 30}})").rebalance->window_s == 30);
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "window_s": 90}})"),
+                    Contains("deployment.placement.rebalance.window_s: expected at most every_s (60 s) or a "
+                             "whole multiple of it"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 1, "window_s": 65}})"),
+                    Contains("rebalance.window_s"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 0}})"),
+                    Contains("deployment.placement.rebalance.every_s: expected a positive"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {}})"), Contains("rebalance.every_s"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": "1"}})"),
+                    Contains("rebalance.every_s"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "period": 1}})"),
+                    Contains("unknown key \"period\""));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": 60})"),
+                    Contains("deployment.placement.rebalance"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "contiguous", "rebalance": {"every_s": 60}})"),
+                    Contains("deployment.placement: unknown key \"rebalance\""));
 }
