@@ -1,14 +1,9 @@
 #include "sim/report/sweep.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
-#include <exception>
-#include <mutex>
 #include <optional>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -16,6 +11,7 @@
 #include "sim/common/files.hpp"
 #include "sim/common/json_reader.hpp"
 #include "sim/config/scenario.hpp"
+#include "sim/report/parallel.hpp"
 #include "sim/report/report.hpp"
 
 namespace moesim {
@@ -23,7 +19,7 @@ namespace moesim {
 namespace {
 
 constexpr std::string_view kVarySource = "--vary";
-constexpr std::string_view kVarySyntax = "expected key=v1,v2,... or key=start:stop:step";
+constexpr std::string_view kVarySyntax = "expected key=v1,v2,..., key=start:stop:step or key=start:stop";
 constexpr std::size_t kMaxSlugLength = 48;
 
 void check_key(std::string_view key, std::string_view option) {
@@ -93,10 +89,12 @@ nlohmann::json range_number(std::string_view text, std::string_view option, std:
 
 std::vector<nlohmann::json> expand_range(std::string_view text, std::string_view option) {
   const auto parts = split_top_level(text, ':');
-  if (parts.size() != 3) throw InputError(kVarySource, option, "expected start:stop:step (three numbers)");
+  if (parts.size() != 2 && parts.size() != 3) {
+    throw InputError(kVarySource, option, "expected start:stop:step or start:stop (step 1)");
+  }
   const nlohmann::json start = range_number(parts[0], option, "start");
   const nlohmann::json stop = range_number(parts[1], option, "stop");
-  const nlohmann::json step = range_number(parts[2], option, "step");
+  const nlohmann::json step = parts.size() == 3 ? range_number(parts[2], option, "step") : nlohmann::json(1);
   const double start_value = start.get<double>();
   const double stop_value = stop.get<double>();
   const double step_value = step.get<double>();
@@ -482,64 +480,21 @@ SweepOutcome run_sweep(const SweepManifest& manifest, const std::filesystem::pat
     }
   }
 
-  std::atomic<std::size_t> next{0};
-  std::atomic<std::size_t> done{0};
-  std::atomic<bool> stop{false};
-  std::mutex mutex;  // guards the failure records, the active count and the wake-up
-  std::condition_variable wake;
-  std::size_t active = std::clamp<std::size_t>(options.jobs, 1, std::max<std::size_t>(pending.size(), 1));
-  std::optional<std::pair<std::size_t, std::string>> input_failure;  // lowest failing point index, message
-  std::exception_ptr internal_failure;
-
-  const auto worker = [&] {
-    while (!stop.load()) {
-      const std::size_t slot = next.fetch_add(1);
-      if (slot >= pending.size()) break;
-      const SweepPoint& point = *pending[slot];
-      try {
-        run_point(manifest, point, sweep_directory, options.reproducible);
-        done.fetch_add(1);
-      } catch (const InputError& error) {
-        stop.store(true);
-        const std::lock_guard lock(mutex);
-        if (!input_failure || point.index < input_failure->first) {
-          input_failure.emplace(point.index, fmt::format("sweep point {} ({}): {}", point.index,
-                                                         describe_point(manifest.axes, point), error.what()));
+  run_in_parallel(
+      pending.size(), options.jobs,
+      [&](std::size_t slot) {
+        const SweepPoint& point = *pending[slot];
+        try {
+          run_point(manifest, point, sweep_directory, options.reproducible);
+        } catch (const InputError& error) {
+          throw InputError(fmt::format("sweep point {} ({}): {}", point.index,
+                                       describe_point(manifest.axes, point), error.what()));
         }
-      } catch (...) {
-        stop.store(true);
-        const std::lock_guard lock(mutex);
-        if (!internal_failure) internal_failure = std::current_exception();
-      }
-      wake.notify_all();
-    }
-    const std::lock_guard lock(mutex);
-    --active;
-    wake.notify_all();
-  };
-
-  std::vector<std::thread> threads;
-  const std::size_t thread_count = active;
-  threads.reserve(thread_count);
-  for (std::size_t t = 0; t < thread_count; ++t)
-    threads.emplace_back(worker);
-  {
-    std::unique_lock lock(mutex);
-    while (active > 0) {
-      wake.wait_for(lock, std::chrono::milliseconds(500));
-      if (options.progress) {
-        lock.unlock();
-        options.progress(done.load(), pending.size());
-        lock.lock();
-      }
-    }
-  }
-  for (auto& thread : threads)
-    thread.join();
-
-  if (internal_failure) std::rethrow_exception(internal_failure);
-  if (input_failure) throw InputError(input_failure->second);
-  outcome.ran = done.load();
+      },
+      [&](std::size_t finished) {
+        if (options.progress) options.progress(finished, pending.size());
+      });
+  outcome.ran = pending.size();
   outcome.summarised = write_sweep_summary(manifest, sweep_directory);
   return outcome;
 }
@@ -552,6 +507,15 @@ const std::vector<std::string>& summary_metric_names() {
     return list;
   }();
   return names;
+}
+
+nlohmann::json headline_metrics(const nlohmann::json& report) {
+  nlohmann::json metrics = nlohmann::json::object();
+  for (const auto& column : summary_columns()) {
+    const nlohmann::json::json_pointer pointer(column.pointer);
+    metrics[column.name] = report.contains(pointer) ? report.at(pointer) : nlohmann::json();
+  }
+  return metrics;
 }
 
 std::size_t write_sweep_summary(const SweepManifest& manifest, const std::filesystem::path& sweep_directory) {
@@ -580,13 +544,10 @@ std::size_t write_sweep_summary(const SweepManifest& manifest, const std::filesy
       csv += csv_value(point.values[a]);
       values[manifest.axes[a].key] = point.values[a];
     }
-    nlohmann::json metrics = nlohmann::json::object();
+    const nlohmann::json metrics = headline_metrics(*report);
     for (const auto& column : summary_columns()) {
-      const nlohmann::json::json_pointer pointer(column.pointer);
-      const nlohmann::json value = report->contains(pointer) ? report->at(pointer) : nlohmann::json();
       csv += ',';
-      csv += csv_value(value);
-      metrics[column.name] = value;
+      csv += csv_value(metrics.at(column.name));
     }
     csv += "\n";
     rows.push_back(

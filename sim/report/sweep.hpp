@@ -32,7 +32,8 @@ struct SweepAxis {
 // Parses "key=v1,v2,..." (each value read like a --set value: JSON when it parses,
 // else a string; commas inside brackets or quotes do not split) or
 // "key=start:stop:step" (a value with colons and no top-level comma; numbers, step
-// > 0, stop >= start; stop is included when it lands on the grid start + i*step).
+// > 0, stop >= start; stop is included when it lands on the grid start + i*step);
+// "key=start:stop" takes step 1.
 // Integer start, stop and step give integer values. Errors name the option.
 SweepAxis parse_vary(std::string_view option);
 
@@ -119,6 +120,9 @@ SweepOutcome run_sweep(const SweepManifest& manifest, const std::filesystem::pat
 
 // Headline metrics, in column order after "index", "report" and the varied keys.
 const std::vector<std::string>& summary_metric_names();
+
+// The headline metrics of a report by name (null where the report has no such field).
+nlohmann::json headline_metrics(const nlohmann::json& report);
 
 // Writes DIR/summary.csv and DIR/summary.json from the reports present; returns
 // how many points they hold.

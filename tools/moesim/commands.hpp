@@ -16,5 +16,6 @@ void add_sweep_commands(CLI::App& app);      // sweep, merge
 void add_routing_commands(CLI::App& app);    // routing inspect
 void add_topology_commands(CLI::App& app);   // topology inspect
 void add_report_commands(CLI::App& app);     // report --html
+void add_plan_command(CLI::App& app);        // plan
 
 }  // namespace moesim::cli

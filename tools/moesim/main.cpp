@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   moesim::cli::add_routing_commands(app);
   moesim::cli::add_topology_commands(app);
   moesim::cli::add_report_commands(app);
+  moesim::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `moesim plan` as a user runs it: exit codes, messages, the plan file and no partial
+# output. Prints "N passed, M failed".
+set -u
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+check() {  # check NAME EXPECTED_CODE PATTERN -- command...
+  local name=$1 expected=$2 pattern=$3
+  shift 4
+  local output code
+  output=$("$@" 2>&1)
+  code=$?
+  if [ "$code" -eq "$expected" ] && grep -qE -- "$pattern" <<<"$output"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAILED: $name (exit $code, expected $expected; wanted /$pattern/)"
+    echo "$output" | head -5
+  fi
+}
+
+small="$work/small.json"
+cat >"$small" <<JSON
+{"name": "small", "model": "olmoe-1b-7b", "cluster": "h100-8x1",
+ "deployment": {"parallel": {"attention_tp": 1, "attention_dp": 1, "expert_ep": 1},
+                "scheduler": {"max_sequences": 8, "max_batched_tokens": 2048}},
+ "workload": {"kind": "poisson", "rate": 60, "requests": 300,
+              "input": {"kind": "uniform", "min": 200, "max": 1200}, "output": {"kind": "uniform", "min": 16, "max": 64}},
+ "router": {"kind": "zipf", "exponent": 1.0}, "capacity": {"policy": "drop", "capacity_factor": 1.0}, "seed": 3}
+JSON
+search=(--search deployment.instances=1:8 --monotone deployment.instances
+        --search deployment.parallel.attention_dp+deployment.parallel.expert_ep=1,2,4)
+
+check "plan finds a deployment" 0 "^chosen +point [0-9]+: .*GPUs" -- \
+  "$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}" --jobs 2 --out "$work/plan.json"
+check "plan prints the frontier and the rejected points" 0 "^frontier .*deployment.instances" -- \
+  "$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}"
+check "plan file has the chosen point and every grid point" 0 "^ok$" -- python3 -c "
+import json
+p = json.load(open('$work/plan.json'))
+assert p['chosen']['status'] == 'passed', p['chosen']
+assert len(p['points']) == 24 and p['points_in_grid'] == 24
+assert p['simulated'] < 24 - p['status_counts']['invalid']
+assert any(f['status'] == 'found' for f in p['frontier'])
+print('ok')"
+check "exhaustive search agrees" 0 "^ok$" -- bash -c "
+  '$MOESIM' plan '$small' --slo ttft_p99=250ms ${search[*]} --exhaustive --quiet --out '$work/brute.json' &&
+  python3 -c \"
+import json
+a = json.load(open('$work/plan.json')); b = json.load(open('$work/brute.json'))
+assert a['chosen']['index'] == b['chosen']['index'], (a['chosen'], b['chosen'])
+print('ok')\""
+check "quiet plan prints nothing" 0 "^$" -- "$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}" --quiet
+"$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}" --quiet --jobs 1 --out "$work/j1.json"
+"$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}" --quiet --jobs 3 --out "$work/j3.json"
+check "plan files do not depend on --jobs" 0 "" -- cmp "$work/j1.json" "$work/j3.json"
+
+for slo in foo_p99=2s ttft_p98=2s ttft_p99=2h ttft_p99=2 ttft_p99=-1s ttft_p99=nans ttft_p99=NaNms ttft_p99=0s; do
+  check "bad --slo $slo" 2 "--slo: $slo" -- "$MOESIM" plan "$small" --slo "$slo" "${search[@]}" --out "$work/bad.json"
+done
+check "no plan file after bad input" 1 "" -- test -e "$work/bad.json"
+check "bad --max-drop-rate" 2 "--max-drop-rate" -- "$MOESIM" plan "$small" --max-drop-rate 2 "${search[@]}"
+check "no objective" 2 "at least one --slo" -- "$MOESIM" plan "$small" "${search[@]}"
+check "no --search" 2 "search" -- "$MOESIM" plan "$small" --slo ttft_p99=1s
+check "bad --search range" 2 "--search" -- "$MOESIM" plan "$small" --slo ttft_p99=1s --search deployment.instances=1:8:0
+check "monotone key not searched" 2 "--monotone: deployment.bogus" -- \
+  "$MOESIM" plan "$small" --slo ttft_p99=1s --search deployment.instances=1:2 --monotone deployment.bogus
+check "unknown key makes no point valid" 2 "no point of the search grid is a valid scenario.*bogus" -- \
+  "$MOESIM" plan "$small" --slo ttft_p99=1s --search deployment.bogus=1,2
+check "bad --duration" 2 "--duration" -- "$MOESIM" plan "$small" --slo ttft_p99=1s --search deployment.instances=1:2 \
+  --duration -5
+check "missing GPU price" 2 "no price for GPU \"h100\"" -- "$MOESIM" plan "$small" --slo ttft_p99=1s \
+  --search deployment.instances=1:2 --price-per-gpu-hour a100=1.5
+check "no temporary files left" 0 "^0$" -- bash -c "ls -A '$work' | grep -c tmp || true"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
