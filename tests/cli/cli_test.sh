@@ -73,6 +73,12 @@ check "sweep with another grid into the same folder" 2 "sweep.json" -- "$MOESIM"
   --vary capacity.capacity_factor=1.0,3.0 --out "$work/sweep" --quiet
 check "bad --vary" 2 "capacity.capacity_factor" -- "$MOESIM" sweep "$small" --vary capacity.capacity_factor=1:2:0 \
   --out "$work/sweep2" --quiet
+check "sweep --duration becomes an override" 0 "workload.duration_s=30" -- bash -c "
+  '$MOESIM' sweep '$scenarios/llama2-70b-a100-tp2-azure-conv-vidur.json' --vary deployment.scheduler.max_sequences=64,128 \
+    --duration 30 --out '$work/sweep3' --quiet &&
+  cat '$work/sweep3/sweep.json'"
+check "bad sweep --duration" 2 "--duration: nan" -- "$MOESIM" sweep "$small" --vary capacity.capacity_factor=1:2 \
+  --duration nan --out "$work/sweep4" --quiet
 check "merge rebuilds the summary" 0 "" -- "$MOESIM" merge "$work/sweep" --out "$work/sweep"
 check "routing inspect before and after EPLB" 0 "per rank +contiguous [0-9.]+ .*eplb\+32 0\.[01]" -- \
   "$MOESIM" routing inspect '{"kind":"preset","name":"deepseek-v3"}' --ep 32 --redundant 32 --steps 2

@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include <fmt/format.h>
+
+#include "sim/common/error.hpp"
 
 namespace moesim::cli {
 
@@ -42,6 +45,13 @@ void ProgressLine::finish() {
     std::fflush(stderr);
   }
   shown_ = false;
+}
+
+std::string duration_override(double seconds) {
+  if (!(std::isfinite(seconds) && seconds > 0)) {
+    throw InputError("--duration", fmt::format("{}", seconds), "expected a positive number of seconds");
+  }
+  return fmt::format("workload.duration_s={}", seconds);
 }
 
 std::int64_t peak_rss_bytes() {

@@ -21,6 +21,10 @@ class ProgressLine {
   std::int64_t last_update_ns_ = 0;
 };
 
+// The --set override of a --duration option ("workload.duration_s=S"); a duration that
+// is not a positive finite number is an InputError naming the option.
+std::string duration_override(double seconds);
+
 // Peak resident memory of this process so far.
 std::int64_t peak_rss_bytes();
 

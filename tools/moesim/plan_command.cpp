@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,11 +43,7 @@ PlanSpec make_spec(const PlanCommandOptions& options) {
   spec.scenario_file = options.scenario;
   spec.overrides = options.overrides;
   if (options.duration_s) {
-    if (!(std::isfinite(*options.duration_s) && *options.duration_s > 0)) {
-      throw InputError("--duration", fmt::format("{}", *options.duration_s),
-                       "expected a positive number of seconds");
-    }
-    spec.overrides.push_back(fmt::format("workload.duration_s={}", *options.duration_s));
+    spec.overrides.push_back(duration_override(*options.duration_s));
   }
   for (const auto& option : options.searches)
     spec.dimensions.push_back(parse_search(option));

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +25,7 @@ struct SweepCommandOptions {
   std::string scenario;
   std::vector<std::string> vary;
   std::vector<std::string> overrides;
+  std::optional<double> duration_s;
   bool zip = false;
   std::string out;
   std::size_t jobs = std::max(1u, std::thread::hardware_concurrency());
@@ -79,8 +81,12 @@ void sweep(const SweepCommandOptions& options) {
   std::vector<SweepAxis> axes;
   for (const auto& option : options.vary)
     axes.push_back(parse_vary(option));
-  const SweepManifest manifest = make_manifest(options.scenario, options.overrides,
-                                               options.zip ? SweepMode::zip : SweepMode::cross, axes);
+  std::vector<std::string> overrides = options.overrides;
+  if (options.duration_s) {
+    overrides.push_back(duration_override(*options.duration_s));
+  }
+  const SweepManifest manifest =
+      make_manifest(options.scenario, overrides, options.zip ? SweepMode::zip : SweepMode::cross, axes);
   SweepOptions sweep_options;
   sweep_options.jobs = options.jobs;
   sweep_options.reproducible = options.reproducible;
@@ -138,13 +144,16 @@ void add_sweep_commands(CLI::App& app) {
       app.add_subcommand("sweep", "Run a scenario over a grid of overrides, in parallel, into one directory");
   sweep_command->add_option("scenario", options->scenario, "Scenario file (JSON)")->required();
   sweep_command
-      ->add_option("--vary", options->vary,
-                   "key=v1,v2,... or key=start:stop:step (stop included when on the grid); repeatable")
+      ->add_option(
+          "--vary", options->vary,
+          "key=v1,v2,..., key=start:stop:step or key=start:stop (stop included when on the grid); repeatable")
       ->required();
   sweep_command->add_flag("--zip", options->zip,
                           "Pair the --vary lists element by element instead of their cross product");
   sweep_command->add_option("--set", options->overrides,
                             "Override a scenario key for every point: key=value");
+  sweep_command->add_option("--duration", options->duration_s,
+                            "Simulate only the first S seconds of arrivals (sets workload.duration_s)");
   sweep_command
       ->add_option("--out", options->out, "Sweep directory (created; resumed if it holds this sweep)")
       ->required();
