@@ -117,6 +117,8 @@ void check_points(const PlanSpec& spec, std::vector<PlanPoint>& points, std::siz
       point.reason = error.what();
       return;
     }
+    // Assumption (moesim's own): a deployment costs the GPUs its instances occupy, not the
+    // rest of the cluster, at the price of its GPU per hour.
     point.cost = spec.price_per_gpu_hour.empty() ? point.gpus : point.gpus * gpu_price(spec, point.gpu_name);
   });
   const bool any_valid = std::any_of(points.begin(), points.end(), [](const PlanPoint& point) {
@@ -280,6 +282,10 @@ class Planner {
 
   // The next point the bisection of `combination` needs; marks the combination done
   // when the bisection has converged.
+  // Assumption (the user's, declared with --monotone): a point that passes still passes
+  // with a larger value of the monotone key, so the smallest passing value is found by
+  // bisection. Queueing makes latency fall with capacity, but a simulation is one sample
+  // of a random process: `--exhaustive` checks the assumption on a grid.
   std::optional<std::size_t> next_candidate(Combination& combination) {
     if (combination.low >= combination.high) {
       combination.done = true;
