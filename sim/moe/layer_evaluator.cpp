@@ -132,21 +132,33 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
   const std::int64_t cap = expert_cap ? r.capacity : std::numeric_limits<std::int32_t>::max();
   std::int32_t expert_max = 0;
   std::int64_t overflow = 0;
-  for (int e = 0; e < experts_; ++e) {
-    r.assignments += counts[e];
-    const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
-    r.kept_per_expert[e] = kept;
-    r.overflow_per_expert[e] = counts[e] - kept;
-    overflow += counts[e] - kept;
-    expert_max = std::max(expert_max, kept);
+  if (direct) {
+    // The common case, one pass: every expert owns one slot.
+    for (int e = 0; e < experts_; ++e) {
+      r.assignments += counts[e];
+      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
+      r.kept_per_slot[only_slot[e]] = kept;
+      r.kept_per_expert[e] = kept;
+      expert_max = std::max(expert_max, kept);
+      overflow += counts[e] - kept;
+    }
+  } else {
+    for (int e = 0; e < experts_; ++e) {
+      r.assignments += counts[e];
+      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
+      r.kept_per_expert[e] = kept;
+      overflow += counts[e] - kept;
+    }
+  }
+  // Dropless keeps the zeros the overflow vector was built with.
+  if (expert_cap) {
+    for (int e = 0; e < experts_; ++e)
+      r.overflow_per_expert[e] = counts[e] - r.kept_per_expert[e];
   }
   if (reroute && expert_cap && overflow > 0) {
     reroute_to_experts(tokens, next_choice);
     expert_max = *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
-  }
-  if (direct) {
-    // The common case, without branches in the loop: every expert owns one slot.
-    for (int e = 0; e < experts_; ++e)
+    for (int e = 0; direct && e < experts_; ++e)
       r.kept_per_slot[only_slot[e]] = r.kept_per_expert[e];
   }
   for (int e = 0; !direct && e < experts_; ++e) {

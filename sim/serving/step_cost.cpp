@@ -270,7 +270,7 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     sample.rank_max_over_mean = result.rank_imbalance();
     sample.straggler_rank = straggler;
     sample.expert_demand = expert_counts_;
-    sample.expert_overflow = result.overflow_per_expert;
+    if (capacity_.policy != CapacityPolicy::dropless) sample.expert_overflow = result.overflow_per_expert;
     sample.rank_assignments = rank_kept_;
     sample.rank_busy_s = rank_busy_s_;
     moe_metrics_->record(sample);
