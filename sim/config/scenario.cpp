@@ -126,6 +126,12 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   scenario.workload = parse_workload(reader.object("workload"), base);
   if (auto router = reader.optional_object("router")) {
     scenario.router = parse_router(*router, base);
+    // Classes from the workload: the trace's class column and names (none for synthetic workloads,
+    // whose requests all have the workload's constant class).
+    const auto* trace = std::get_if<TraceSpec>(&scenario.workload.source);
+    bind_traffic_classes(scenario.router, trace != nullptr ? trace->file.class_column : std::string(),
+                         trace != nullptr ? trace->file.class_names : std::vector<std::string>(),
+                         file.string());
   } else if (scenario.model.is_moe()) {
     reader.fail("router", "an MoE model needs a router object, e.g. {\"kind\": \"uniform\"}");
   }

@@ -18,6 +18,8 @@ PopularityTable::PopularityTable(int layers, int experts)
 
 namespace {
 
+constexpr double kDirichletFloor = 1e-12;
+
 // Which expert holds each popularity rank in a layer: a uniformly random permutation
 // (Fisher-Yates) of 0 .. experts-1, so hot experts differ from layer to layer.
 void shuffle_experts(Rng& rng, std::vector<int>& holder) {
@@ -133,7 +135,30 @@ void fill_empirical(PopularityTable& table, const EmpiricalSource& source, int t
 
 }  // namespace
 
-PopularityTable build_popularity(const RouterSpec& spec, int moe_layers, int experts, int top_k,
+void draw_dirichlet(Rng& rng, std::span<const double> alpha, std::span<double> out) {
+  double total = 0;
+  for (std::size_t e = 0; e < alpha.size(); ++e) {
+    out[e] = rng.gamma(alpha[e]);
+    total += out[e];
+  }
+  // Assumption (numerical, moesim's own): a probability below 1e-12 of the largest is raised to it,
+  // so that tiny shape parameters (gamma draws that underflow to 0) still leave every expert
+  // reachable and the successive-sampling tables finite.
+  const double largest = *std::max_element(out.begin(), out.end());
+  if (!(total > 0)) {
+    std::fill(out.begin(), out.end(), 1.0 / static_cast<double>(out.size()));
+    return;
+  }
+  total = 0;
+  for (double& value : out) {
+    value = std::max(value, largest * kDirichletFloor);
+    total += value;
+  }
+  for (double& value : out)
+    value /= total;
+}
+
+PopularityTable build_popularity(const PopularitySpec& spec, int moe_layers, int experts, int top_k,
                                  std::uint64_t seed) {
   if (moe_layers < 1 || experts < 1 || top_k < 1 || top_k > experts) {
     throw InternalError(fmt::format("build_popularity: invalid shape ({} MoE layers, {} experts, top_k {})",
@@ -154,6 +179,13 @@ PopularityTable build_popularity(const RouterSpec& spec, int moe_layers, int exp
     case PopularityKind::preset:
       fill_deepseek_v3(table, seed);
       break;
+    case PopularityKind::dirichlet: {
+      Rng rng = make_rng(seed, RngStream::routing, 1);
+      const std::vector<double> alpha(experts, spec.dirichlet_alpha);
+      for (int layer = 0; layer < moe_layers; ++layer)
+        draw_dirichlet(rng, alpha, table.layer(layer));
+      break;
+    }
   }
   return table;
 }

@@ -4,6 +4,7 @@
 #include <span>
 #include <vector>
 
+#include "sim/common/rng.hpp"
 #include "sim/router/router_spec.hpp"
 
 namespace moesim {
@@ -42,6 +43,9 @@ class PopularityTable {
 //     are top_k * share.
 //     Assumption: topk shares carry over unchanged when the simulated top_k differs from the
 //     recorded model's (moesim's own guess).
+//   dirichlet: each layer's first-choice vector is a draw of the symmetric Dirichlet(alpha)
+//     (make_rng(seed, RngStream::routing, 1)); small alpha gives few hot experts, large alpha nearly
+//     uniform routing.
 //   preset "deepseek-v3": per layer, one hot expert takes a share h of the first choices and the other
 //     experts split the rest as a Zipf tail of exponent 0.2 (popularity rank r >= 1 weighs
 //     (r + 1)^-0.2); the hot expert and the tail order are a seeded random permutation per layer
@@ -53,7 +57,10 @@ class PopularityTable {
 //     1.564, 0.46 .. 2.46 and 10.95 in REFERENCE.md §3. Constants and their origin: popularity.cpp.
 // InputError (naming the counts file) when the empirical data do not fit: expert count, fewer than
 // top_k experts with counts, or a share above 1 / top_k.
-PopularityTable build_popularity(const RouterSpec& spec, int moe_layers, int experts, int top_k,
+PopularityTable build_popularity(const PopularitySpec& spec, int moe_layers, int experts, int top_k,
                                  std::uint64_t seed);
+
+// A draw of Dirichlet(alpha) into `out` (sum 1; every entry at least 1e-12 of the largest).
+void draw_dirichlet(Rng& rng, std::span<const double> alpha, std::span<double> out);
 
 }  // namespace moesim

@@ -1,6 +1,7 @@
 #include "sim/router/router.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
@@ -19,24 +20,33 @@ constexpr double kPerTokenChoiceCost = 0.8;
 // Up to this many experts the grouped chain's experts * top_k draws are cheap, and it is exact for
 // uniform routing, where the per-expert path's variance error (~1 / experts) would show.
 constexpr int kGroupedChainMaxExperts = 32;
+// Sub-streams of RngStream::routing: 1 builds synthetic tables (popularity.cpp); these follow.
+constexpr std::uint64_t kAffinityStream = 0x100;    // + class: the affinity groups' Dirichlet draws
+constexpr std::uint64_t kAssignmentStream = 0x200;  // a request's class and group
+constexpr std::uint64_t kClassSeedStream = 0x300;   // + class: the seed of class c > 0's table
+// Dirichlet parameters of experts the class never picks: their groups keep a negligible share.
+constexpr double kSmallestAlpha = 1e-6;
+
+// A uniform number in [0, 1) from (seed, id, salt), the same whenever it is asked for.
+double unit_hash(std::uint64_t seed, std::uint64_t id, std::uint64_t salt) {
+  std::uint64_t state = seed ^ (id * 0x9E3779B97F4A7C15ULL) ^ (salt * 0xD1B54A32D192ED03ULL);
+  splitmix64(state);
+  return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+}
 
 }  // namespace
 
-Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
-    : experts_(table.experts()),
-      top_k_(top_k),
-      chosen_(top_k),
-      choices_left_(top_k + 1),
-      rng_(make_rng(seed, RngStream::routing)) {
-  if (top_k < 1 || top_k > experts_) throw InternalError("Router: top_k outside [1, experts]");
+Router::Component Router::build_component(const PopularityTable& table, int traffic_class) const {
+  Component component;
+  component.traffic_class = traffic_class;
   // Layers that are permutations of one another (Zipf, a recorded layer reused) share the costly
   // inclusion computation: it is done once per distinct sorted vector.
   std::vector<std::vector<double>> sorted_seen, sorted_inclusion;
   std::vector<int> order(experts_);
   std::vector<double> sorted(experts_);
-  layers_.resize(table.layers());
+  component.layers.resize(table.layers());
   for (int index = 0; index < table.layers(); ++index) {
-    Layer& layer = layers_[index];
+    Layer& layer = component.layers[index];
     const auto selection = table.layer(index);
     layer.selection.assign(selection.begin(), selection.end());
     std::iota(order.begin(), order.end(), 0);
@@ -46,13 +56,13 @@ Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
     auto seen = std::find(sorted_seen.begin(), sorted_seen.end(), sorted);
     if (seen == sorted_seen.end()) {
       sorted_seen.push_back(sorted);
-      auto inclusion = successive_inclusion_probabilities(sorted, top_k);
+      auto inclusion = successive_inclusion_probabilities(sorted, top_k_);
       // Quadrature leaves sum pi = top_k to ~1e-9; rescaling makes the means add up exactly.
       const double total = std::accumulate(inclusion.begin(), inclusion.end(), 0.0);
       for (double& pi : inclusion)
-        pi = std::min(1.0, pi * top_k / total);
+        pi = std::min(1.0, pi * top_k_ / total);
       sorted_inclusion.push_back(inclusion);
-      samplers_.emplace_back(inclusion, top_k);
+      component.samplers.emplace_back(inclusion, top_k_);
       seen = sorted_seen.end() - 1;
     }
     layer.sampler = static_cast<int>(seen - sorted_seen.begin());
@@ -63,44 +73,287 @@ Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
     for (int i = 0; i < experts_; ++i)
       layer.inclusion[order[i]] = inclusion_sorted[i];
     for (int e = 0; e < experts_; ++e)
-      layer.share.push_back(layer.inclusion[e] / top_k);
+      layer.share.push_back(layer.inclusion[e] / top_k_);
     layer.first_choice = AliasTable(layer.selection);
     layer.by_popularity = order;
     layer.mass_from.assign(experts_ + 1, 0.0);
     for (int position = experts_ - 1; position >= 0; --position)
       layer.mass_from[position] =
           layer.mass_from[position + 1] + layer.inclusion[layer.by_popularity[position]];
-    const double taken = std::accumulate(sorted.begin(), sorted.begin() + (top_k - 1), 0.0);
+    const double taken = std::accumulate(sorted.begin(), sorted.begin() + (top_k_ - 1), 0.0);
     layer.rejection_factor = 1.0 / std::max(1.0 - taken, 1e-12);
+  }
+  return component;
+}
+
+Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
+    : experts_(table.experts()),
+      top_k_(top_k),
+      class_names_{"default"},
+      first_component_{0},
+      mix_{MixPoint{0, {1.0}}},
+      assignment_seed_(make_rng(seed, RngStream::routing, kAssignmentStream).next_u64()),
+      class_counts_(table.experts()),
+      component_counts_(table.experts()),
+      split_(1),
+      weights_(1),
+      chosen_(top_k),
+      choices_left_(top_k + 1),
+      rng_(make_rng(seed, RngStream::routing)) {
+  if (top_k < 1 || top_k > experts_) throw InternalError("Router: top_k outside [1, experts]");
+  components_.push_back(build_component(table, 0));
+  build_mixture();
+}
+
+Router::Router(const RouterSpec& spec, const std::vector<std::vector<PopularityTable>>& class_tables,
+               int top_k, std::uint64_t seed)
+    : experts_(class_tables.at(0).at(0).experts()),
+      top_k_(top_k),
+      class_source_(spec.class_source),
+      mix_(spec.mix),
+      interpolate_(spec.interpolate),
+      class_of_workload_class_(spec.class_of_traffic_class),
+      rotation_(spec.rotation),
+      chosen_(top_k),
+      choices_left_(top_k + 1),
+      rng_(make_rng(seed, RngStream::routing)) {
+  if (top_k < 1 || top_k > experts_) throw InternalError("Router: top_k outside [1, experts]");
+  const auto classes = spec.resolved_classes();
+  if (classes.size() != class_tables.size()) throw InternalError("Router: one table list per class expected");
+  assignment_seed_ = make_rng(seed, RngStream::routing, kAssignmentStream).next_u64();
+  for (std::size_t c = 0; c < classes.size(); ++c) {
+    class_names_.push_back(classes[c].name);
+    first_component_.push_back(static_cast<int>(components_.size()));
+    for (const auto& table : class_tables[c]) {
+      if (table.experts() != experts_ || table.layers() != class_tables[0][0].layers()) {
+        throw InternalError("Router: class tables of different shapes");
+      }
+      components_.push_back(build_component(table, static_cast<int>(c)));
+    }
+  }
+  if (mix_.empty()) mix_.push_back(MixPoint{0, std::vector<double>(classes.size(), 1.0 / classes.size())});
+  class_counts_.assign(classes.size() * experts_, 0);
+  component_counts_.assign(experts_, 0);
+  split_.assign(components_.size(), 0);
+  weights_.assign(classes.size(), 0.0);
+  build_mixture();
+}
+
+void Router::build_mixture() {
+  // Expected routing of the whole traffic: the class weights at time 0 (equal when classes come from
+  // the workload), each class's groups equally likely.
+  std::vector<double> class_weight(classes(), 1.0 / classes());
+  if (class_source_ == ClassSource::mix) class_weight = mix_.front().weights;
+  mixture_.assign(components_.front().layers.size(), Mixture{});
+  for (std::size_t layer = 0; layer < mixture_.size(); ++layer) {
+    Mixture& mixture = mixture_[layer];
+    mixture.selection.assign(experts_, 0.0);
+    mixture.inclusion.assign(experts_, 0.0);
+    mixture.share.assign(experts_, 0.0);
+    for (int c = 0; c < classes(); ++c) {
+      const int first = first_component_[c];
+      const int last = c + 1 < classes() ? first_component_[c + 1] : components();
+      const double weight = class_weight[c] / (last - first);
+      for (int k = first; k < last; ++k) {
+        const Layer& source = components_[k].layers[layer];
+        for (int e = 0; e < experts_; ++e) {
+          mixture.selection[e] += weight * source.selection[e];
+          mixture.inclusion[e] += weight * source.inclusion[e];
+          mixture.share[e] += weight * source.share[e];
+        }
+      }
+    }
+    if (components() == 1) {
+      // Exactly the component's own values (no rounding through the weights).
+      const Layer& source = components_.front().layers[layer];
+      mixture.selection = source.selection;
+      mixture.inclusion = source.inclusion;
+      mixture.share = source.share;
+    }
   }
 }
 
-void Router::check(int layer, std::int64_t tokens, std::span<std::int32_t> counts) const {
-  if (layer < 0 || layer >= moe_layers() || tokens < 0 || tokens > std::numeric_limits<std::int32_t>::max() ||
-      static_cast<int>(counts.size()) != experts_) {
-    throw InternalError(
-        fmt::format("Router::sample_counts: layer {} of {}, {} tokens, {} counts for {} experts", layer,
-                    moe_layers(), tokens, counts.size(), experts_));
+void Router::class_weights(SimTime time, std::span<double> weights) const {
+  if (class_source_ != ClassSource::mix) {
+    std::fill(weights.begin(), weights.end(), 1.0 / classes());
+    return;
+  }
+  const double seconds = ns_to_seconds(time);
+  std::size_t point = 0;
+  while (point + 1 < mix_.size() && mix_[point + 1].at_s <= seconds)
+    ++point;
+  const auto& from = mix_[point].weights;
+  if (!interpolate_ || point + 1 == mix_.size()) {
+    std::copy(from.begin(), from.end(), weights.begin());
+    return;
+  }
+  const auto& to = mix_[point + 1].weights;
+  const double blend = (seconds - mix_[point].at_s) / (mix_[point + 1].at_s - mix_[point].at_s);
+  for (std::size_t c = 0; c < from.size(); ++c)
+    weights[c] = from[c] + blend * (to[c] - from[c]);
+}
+
+int Router::component_for(std::uint64_t request_id, std::int32_t workload_class, SimTime arrival) const {
+  if (components() == 1) return 0;
+  int traffic_class = -1;
+  if (class_source_ == ClassSource::mix) {
+    // Stepwise: the last point at or before the arrival (no allocation: this runs per request).
+    const double seconds = ns_to_seconds(arrival);
+    std::size_t point = 0;
+    while (point + 1 < mix_.size() && mix_[point + 1].at_s <= seconds)
+      ++point;
+    const bool blend = interpolate_ && point + 1 < mix_.size();
+    const double along =
+        blend ? (seconds - mix_[point].at_s) / (mix_[point + 1].at_s - mix_[point].at_s) : 0.0;
+    const double draw = unit_hash(assignment_seed_, request_id, 0);
+    double cumulative = 0;
+    traffic_class = classes() - 1;
+    for (int c = 0; c < classes(); ++c) {
+      double weight = mix_[point].weights[c];
+      if (blend) weight += along * (mix_[point + 1].weights[c] - weight);
+      cumulative += weight;
+      if (draw < cumulative) {
+        traffic_class = c;
+        break;
+      }
+    }
+    // Rounding can leave the last classes' cumulative short of 1: fall back to the last with weight.
+    while (traffic_class > 0 && mix_[point].weights[traffic_class] == 0 &&
+           (!blend || mix_[point + 1].weights[traffic_class] == 0))
+      --traffic_class;
+  } else if (class_source_ == ClassSource::trace_column && class_of_workload_class_.empty()) {
+    traffic_class = workload_class;
+  } else if (workload_class >= 0 &&
+             static_cast<std::size_t>(workload_class) < class_of_workload_class_.size()) {
+    traffic_class = class_of_workload_class_[static_cast<std::size_t>(workload_class)];
+  }
+  if (traffic_class < 0 || traffic_class >= classes()) {
+    throw InputError(
+        "router", "class_from",
+        fmt::format("request {} has workload class {}, which maps to none of the {} router classes",
+                    request_id, workload_class, classes()));
+  }
+  const int first = first_component_[traffic_class];
+  const int groups =
+      (traffic_class + 1 < classes() ? first_component_[traffic_class + 1] : components()) - first;
+  if (groups == 1) return first;
+  return first + static_cast<int>(unit_hash(assignment_seed_, request_id, 1) * groups);
+}
+
+void Router::set_time(SimTime now) {
+  now_ = now;
+  if (rotation_.period_s <= 0) return;
+  const auto periods = static_cast<std::int64_t>(std::floor(ns_to_seconds(now) / rotation_.period_s));
+  rotation_offset_ =
+      static_cast<int>((periods % experts_) * (rotation_.experts_per_period % experts_) % experts_);
+}
+
+void Router::check(int layer, std::span<const std::int64_t> component_tokens,
+                   std::span<std::int32_t> counts) const {
+  bool valid = layer >= 0 && layer < moe_layers() && static_cast<int>(counts.size()) == experts_ &&
+               static_cast<int>(component_tokens.size()) == components();
+  std::int64_t total = 0;
+  for (const std::int64_t tokens : component_tokens) {
+    valid = valid && tokens >= 0;
+    total += tokens;
+  }
+  if (!valid || total > std::numeric_limits<std::int32_t>::max()) {
+    throw InternalError(fmt::format(
+        "Router::sample_counts: layer {} of {}, {} tokens in {} components of {}, {} "
+        "counts for {} experts",
+        layer, moe_layers(), total, component_tokens.size(), components(), counts.size(), experts_));
+  }
+}
+
+void Router::split_tokens(std::int64_t tokens) {
+  if (tokens < 0) throw InternalError("Router::sample_counts: negative token count");
+  if (components() == 1) {
+    split_[0] = tokens;
+    return;
+  }
+  class_weights(now_, weights_);
+  // Largest remainders over components: each class's weight spread over its groups.
+  std::int64_t given = 0;
+  for (int k = 0; k < components(); ++k) {
+    const int c = components_[k].traffic_class;
+    const int groups = (c + 1 < classes() ? first_component_[c + 1] : components()) - first_component_[c];
+    split_[k] = static_cast<std::int64_t>(std::floor(static_cast<double>(tokens) * weights_[c] / groups));
+    given += split_[k];
+  }
+  for (int k = 0; given < tokens; k = (k + 1) % components()) {
+    const int c = components_[k].traffic_class;
+    if (weights_[c] > 0) {
+      ++split_[k];
+      ++given;
+    }
   }
 }
 
 void Router::sample_counts(int layer, std::int64_t tokens, std::span<std::int32_t> counts) {
-  check(layer, tokens, counts);
-  const Layer& state = layers_[layer];
-  const double per_token_cost =
-      kPerTokenChoiceCost * static_cast<double>(tokens) * top_k_ * state.rejection_factor;
-  if (per_token_cost < experts_) {
-    sample_counts_per_token(layer, tokens, counts);
-  } else if (experts_ <= kGroupedChainMaxExperts) {
-    sample_grouped(state, tokens, counts);
-  } else {
-    samplers_[state.sampler].sample(rng_, tokens, state.by_popularity, counts);
-  }
+  split_tokens(tokens);
+  sample_counts(layer, split_, counts);
 }
 
 void Router::sample_counts_per_token(int layer, std::int64_t tokens, std::span<std::int32_t> counts) {
-  check(layer, tokens, counts);
-  const AliasTable& first_choice = layers_[layer].first_choice;
+  split_tokens(tokens);
+  sample_counts_per_token(layer, split_, counts);
+}
+
+void Router::sample_counts(int layer, std::span<const std::int64_t> component_tokens,
+                           std::span<std::int32_t> counts) {
+  check(layer, component_tokens, counts);
+  if (components() == 1 && rotation_offset_ == 0) {
+    sample_component(components_.front(), layer, component_tokens[0], counts);
+    std::copy(counts.begin(), counts.end(), class_counts_.begin());
+    return;
+  }
+  std::fill(counts.begin(), counts.end(), 0);
+  std::fill(class_counts_.begin(), class_counts_.end(), 0);
+  for (int k = 0; k < components(); ++k) {
+    if (component_tokens[k] == 0) continue;
+    sample_component(components_[k], layer, component_tokens[k], component_counts_);
+    accumulate(components_[k].traffic_class, counts);
+  }
+}
+
+void Router::sample_counts_per_token(int layer, std::span<const std::int64_t> component_tokens,
+                                     std::span<std::int32_t> counts) {
+  check(layer, component_tokens, counts);
+  std::fill(counts.begin(), counts.end(), 0);
+  std::fill(class_counts_.begin(), class_counts_.end(), 0);
+  for (int k = 0; k < components(); ++k) {
+    if (component_tokens[k] == 0) continue;
+    sample_per_token(components_[k].layers[layer], component_tokens[k], component_counts_);
+    accumulate(components_[k].traffic_class, counts);
+  }
+}
+
+void Router::accumulate(int traffic_class, std::span<std::int32_t> counts) {
+  std::int32_t* own = class_counts_.data() + std::size_t(traffic_class) * experts_;
+  int target = rotation_offset_;
+  for (int e = 0; e < experts_; ++e) {
+    counts[target] += component_counts_[e];
+    own[target] += component_counts_[e];
+    if (++target == experts_) target = 0;
+  }
+}
+
+void Router::sample_component(Component& component, int layer, std::int64_t tokens,
+                              std::span<std::int32_t> counts) {
+  const Layer& state = component.layers[layer];
+  const double per_token_cost =
+      kPerTokenChoiceCost * static_cast<double>(tokens) * top_k_ * state.rejection_factor;
+  if (per_token_cost < experts_) {
+    sample_per_token(state, tokens, counts);
+  } else if (experts_ <= kGroupedChainMaxExperts) {
+    sample_grouped(state, tokens, counts);
+  } else {
+    component.samplers[state.sampler].sample(rng_, tokens, state.by_popularity, counts);
+  }
+}
+
+void Router::sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
+  const AliasTable& first_choice = layer.first_choice;
   std::fill(counts.begin(), counts.end(), 0);
   for (std::int64_t token = 0; token < tokens; ++token) {
     for (int choice = 0; choice < top_k_; ++choice) {
@@ -140,7 +393,36 @@ void Router::sample_grouped(const Layer& layer, std::int64_t tokens, std::span<s
 
 std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int experts, int top_k,
                                     std::uint64_t seed) {
-  return std::make_unique<Router>(build_popularity(spec, moe_layers, experts, top_k, seed), top_k, seed);
+  const auto classes = spec.resolved_classes();
+  if (classes.size() == 1 && classes[0].concentration == 0 && !spec.hierarchical()) {
+    return std::make_unique<Router>(build_popularity(classes[0].popularity, moe_layers, experts, top_k, seed),
+                                    top_k, seed);
+  }
+  std::vector<std::vector<PopularityTable>> tables;
+  std::vector<double> alpha(experts);
+  for (std::size_t c = 0; c < classes.size(); ++c) {
+    std::uint64_t class_seed = seed;
+    if (c > 0) class_seed = make_rng(seed, RngStream::routing, kClassSeedStream + c).next_u64();
+    PopularityTable base = build_popularity(classes[c].popularity, moe_layers, experts, top_k, class_seed);
+    std::vector<PopularityTable> groups;
+    if (classes[c].concentration == 0) {
+      groups.push_back(std::move(base));
+    } else {
+      Rng rng = make_rng(seed, RngStream::routing, kAffinityStream + c);
+      for (int g = 0; g < classes[c].affinity_groups; ++g) {
+        PopularityTable group(moe_layers, experts);
+        for (int layer = 0; layer < moe_layers; ++layer) {
+          const auto mean = base.layer(layer);
+          for (int e = 0; e < experts; ++e)
+            alpha[e] = std::max(classes[c].concentration * mean[e], kSmallestAlpha);
+          draw_dirichlet(rng, alpha, group.layer(layer));
+        }
+        groups.push_back(std::move(group));
+      }
+    }
+    tables.push_back(std::move(groups));
+  }
+  return std::make_unique<Router>(spec, tables, top_k, seed);
 }
 
 }  // namespace moesim

@@ -3,9 +3,11 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "sim/common/rng.hpp"
+#include "sim/common/time.hpp"
 #include "sim/router/alias_table.hpp"
 #include "sim/router/binomial.hpp"
 #include "sim/router/count_sampler.hpp"
@@ -37,26 +39,76 @@ namespace moesim {
 //    to T pi_e (1 - pi_e). A test compares it with the per-token path: per-expert variance, mean
 //    and p99 of max/mean load and capacity drops agree within plain sampling error.
 // Neither path allocates.
+//
+// Traffic classes (DESIGN.md §3): each class has its own per-layer popularity; with a concentration
+// c each request routes by its own vector around its class's p. Assumption (moesim's own, to keep
+// the O(experts) cost): a class's requests fall into a fixed number of affinity groups, each with
+// one per-layer first-choice vector drawn once from Dirichlet(c p) (mean p; larger c, closer to p),
+// and a request keeps its group (drawn from its id) for its whole life. A step's counts are the sum
+// over the (class, group) components present in the batch of each one's sample of its own tokens,
+// so a batch's routing is the mix of the requests in it. With one class and no concentration this is
+// exactly the router above (same draws). Drift: the class mix follows a schedule by arrival time
+// (stepwise or interpolated), and the hot experts of every class rotate by a fixed offset per period
+// of simulated time (set_time).
 class Router {
  public:
+  // One traffic class that every request belongs to, routed by `table`.
   Router(const PopularityTable& table, int top_k, std::uint64_t seed);
+  // Classes and affinity groups: `class_tables[c]` holds one table per affinity group of class c
+  // (one when the class has no concentration); `spec` says how requests get their class and how
+  // the mix and the hot experts drift.
+  Router(const RouterSpec& spec, const std::vector<std::vector<PopularityTable>>& class_tables, int top_k,
+         std::uint64_t seed);
 
-  int moe_layers() const { return static_cast<int>(layers_.size()); }
+  int moe_layers() const { return static_cast<int>(mixture_.size()); }
   int experts() const { return experts_; }
   int top_k() const { return top_k_; }
 
-  // Per-expert assignment counts of `tokens` tokens at MoE layer `layer` (0-based among MoE layers).
-  // counts.size() == experts(); sum == tokens * top_k; each count <= tokens.
+  // Traffic classes, in the order of the spec ("default" for the one-source format).
+  int classes() const { return static_cast<int>(class_names_.size()); }
+  const std::string& class_name(int traffic_class) const { return class_names_[traffic_class]; }
+  // Routing components: one per (class, affinity group); the unit whose tokens a step counts.
+  int components() const { return static_cast<int>(components_.size()); }
+  int component_class(int component) const { return components_[component].traffic_class; }
+  // The component of a request, fixed at its arrival: its class (drawn from the mix at `arrival`
+  // with the request's id and the seed, or from its workload class) and its affinity group (drawn
+  // from its id and the seed). InputError when its workload class maps to no class.
+  int component_for(std::uint64_t request_id, std::int32_t workload_class, SimTime arrival) const;
+  // Class weights of the mix at `time` (equal weights when classes come from the workload).
+  void class_weights(SimTime time, std::span<double> weights) const;
+
+  // Simulated time of the next samples: sets the rotation of the hot experts.
+  void set_time(SimTime now);
+
+  // Per-expert assignment counts at MoE layer `layer` (0-based among MoE layers) of a step whose
+  // tokens belong to the components as `component_tokens` says (size components()).
+  // counts.size() == experts(); sum == tokens * top_k; each count <= tokens. Cost: each component
+  // with tokens costs the smaller of its per-token and its per-expert sampling (see above).
+  void sample_counts(int layer, std::span<const std::int64_t> component_tokens,
+                     std::span<std::int32_t> counts);
+  // The same for `tokens` tokens split over the components by the mix's expected shares at the
+  // current time (largest remainders); with one component, exactly the original router.
   void sample_counts(int layer, std::int64_t tokens, std::span<std::int32_t> counts);
   // The same by the per-token path whatever it costs: the reference the fast path is tested against.
+  void sample_counts_per_token(int layer, std::span<const std::int64_t> component_tokens,
+                               std::span<std::int32_t> counts);
   void sample_counts_per_token(int layer, std::int64_t tokens, std::span<std::int32_t> counts);
+  // After a sample: the per-expert counts of one class's tokens (they add up to the sample's counts).
+  std::span<const std::int32_t> class_counts(int traffic_class) const {
+    return {class_counts_.data() + std::size_t(traffic_class) * experts_, std::size_t(experts_)};
+  }
 
-  // Expected share of a layer's assignments per expert (sum 1): pi_e / top_k.
-  std::span<const double> popularity(int layer) const { return layers_[layer].share; }
-  // A token's first-choice distribution (sum 1).
-  std::span<const double> selection_probabilities(int layer) const { return layers_[layer].selection; }
-  // P(expert e is among a token's top_k) (sum top_k, each <= 1).
-  std::span<const double> inclusion_probabilities(int layer) const { return layers_[layer].inclusion; }
+  // Expected share of a layer's assignments per expert (sum 1): pi_e / top_k, for the mix at time 0
+  // (equal class weights when classes come from the workload), before rotation.
+  std::span<const double> popularity(int layer) const { return mixture_[layer].share; }
+  // The first-choice distribution of one component's tokens.
+  std::span<const double> component_selection(int component, int layer) const {
+    return components_[component].layers[layer].selection;
+  }
+  // A token's first-choice distribution (sum 1), of the same mix.
+  std::span<const double> selection_probabilities(int layer) const { return mixture_[layer].selection; }
+  // P(expert e is among a token's top_k) (sum top_k, each <= 1), of the same mix.
+  std::span<const double> inclusion_probabilities(int layer) const { return mixture_[layer].inclusion; }
 
  private:
   struct Layer {
@@ -64,28 +116,63 @@ class Router {
     std::vector<double> inclusion;
     std::vector<double> share;
     AliasTable first_choice;
-    int sampler = 0;  // into samplers_
+    int sampler = 0;  // into the component's samplers
     // Experts by decreasing inclusion probability, and the inclusion mass from each position on.
     std::vector<int> by_popularity;
     std::vector<double> mass_from;
     // Expected first-choice draws per accepted choice in the worst case (top_k - 1 experts taken).
     double rejection_factor = 1.0;
   };
+  // The routing of the tokens of one (class, affinity group).
+  struct Component {
+    int traffic_class = 0;
+    std::vector<Layer> layers;
+    // One per distinct sorted inclusion vector, shared by the layers that permute it.
+    std::vector<CountSampler> samplers;
+  };
+  struct Mixture {
+    std::vector<double> selection;
+    std::vector<double> inclusion;
+    std::vector<double> share;
+  };
 
+  Component build_component(const PopularityTable& table, int traffic_class) const;
+  void build_mixture();
+  void sample_component(Component& component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
+  void sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
   void sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
-  void check(int layer, std::int64_t tokens, std::span<std::int32_t> counts) const;
+  // Adds the scratch counts of one component to `counts` and its class's counts, rotated.
+  void accumulate(int traffic_class, std::span<std::int32_t> counts);
+  void split_tokens(std::int64_t tokens);
+  void check(int layer, std::span<const std::int64_t> component_tokens, std::span<std::int32_t> counts) const;
 
   int experts_;
   int top_k_;
-  std::vector<Layer> layers_;
-  // One per distinct sorted inclusion vector, shared by the layers that permute it.
-  std::vector<CountSampler> samplers_;
-  std::vector<int> chosen_;                 // one token's experts on the per-token path
-  std::vector<std::int64_t> choices_left_;  // tokens by choices left (0 .. top_k) on the grouped chain
+  std::vector<std::string> class_names_;
+  std::vector<int> first_component_;  // per class; its groups follow
+  std::vector<Component> components_;
+  std::vector<Mixture> mixture_;  // per layer
+  ClassSource class_source_ = ClassSource::mix;
+  std::vector<MixPoint> mix_;
+  bool interpolate_ = false;
+  std::vector<int> class_of_workload_class_;
+  RotationSpec rotation_;
+  std::uint64_t assignment_seed_ = 0;
+  int rotation_offset_ = 0;
+  SimTime now_ = 0;
+
+  std::vector<std::int32_t> class_counts_;      // [class][expert] of the last sample
+  std::vector<std::int32_t> component_counts_;  // one component's counts while they are added up
+  std::vector<std::int64_t> split_;             // tokens per component of sample_counts(layer, tokens)
+  std::vector<double> weights_;                 // class weights while tokens are split
+  std::vector<int> chosen_;                     // one token's experts on the per-token path
+  std::vector<std::int64_t> choices_left_;      // tokens by choices left (0 .. top_k) on the grouped chain
   Rng rng_;
 };
 
-// The router of a spec for a model shape; all randomness from make_rng(seed, RngStream::routing).
+// The router of a spec for a model shape; all randomness from make_rng(seed, RngStream::routing, ...).
+// Class c's popularity is built with the seed itself for c = 0 and a seed derived from (seed, c)
+// otherwise, so that two classes of one synthetic kind have different hot experts.
 std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int experts, int top_k,
                                     std::uint64_t seed);
 

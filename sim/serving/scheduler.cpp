@@ -21,8 +21,16 @@ double attended_pairs(std::int64_t start, std::int64_t chunk, std::int64_t windo
 
 }  // namespace
 
+void BatchShape::clear() {
+  std::vector<std::int64_t> routing = std::move(routing_tokens);
+  *this = BatchShape{};
+  std::fill(routing.begin(), routing.end(), 0);
+  routing_tokens = std::move(routing);
+}
+
 BatchScheduler::BatchScheduler(const SchedulerSpec& spec, std::int64_t kv_token_capacity,
-                               std::int32_t prefix_block_tokens, std::int32_t sliding_window)
+                               std::int32_t prefix_block_tokens, std::int32_t sliding_window,
+                               int routing_components)
     : spec_(spec),
       total_blocks_(kv_token_capacity / spec.kv_block_tokens),
       free_blocks_(total_blocks_),
@@ -31,6 +39,8 @@ BatchScheduler::BatchScheduler(const SchedulerSpec& spec, std::int64_t kv_token_
   if (spec_.kv_block_tokens <= 0 || spec_.max_sequences <= 0 || spec_.max_batched_tokens <= 0) {
     throw InternalError("scheduler budgets must be positive");
   }
+  if (routing_components < 1) throw InternalError("scheduler: at least one routing component");
+  if (routing_components > 1) shape_.routing_tokens.assign(static_cast<std::size_t>(routing_components), 0);
 }
 
 std::int32_t BatchScheduler::blocks_for(std::int64_t tokens) const {
@@ -133,6 +143,7 @@ void BatchScheduler::trim_prefix_cache() {
 void BatchScheduler::add_prefill(Sequence& sequence, std::int32_t chunk) {
   sequence.scheduled_tokens = chunk;
   shape_.prefill_tokens += chunk;
+  if (!shape_.routing_tokens.empty()) shape_.routing_tokens[sequence.request.routing_component] += chunk;
   shape_.prefill_pairs += attended_pairs(sequence.prefilled, chunk, 0);
   shape_.prefill_windowed_pairs += attended_pairs(sequence.prefilled, chunk, sliding_window_);
   shape_.prefill_context_read += sequence.prefilled;
@@ -140,7 +151,7 @@ void BatchScheduler::add_prefill(Sequence& sequence, std::int32_t chunk) {
 }
 
 const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observer) {
-  shape_ = BatchShape{};
+  shape_.clear();
   preempted_this_step_ = false;
   std::int64_t budget = spec_.max_batched_tokens;
 
@@ -172,6 +183,7 @@ const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observ
     } else {
       sequence.scheduled_tokens = 1;
       ++shape_.decode_sequences;
+      if (!shape_.routing_tokens.empty()) ++shape_.routing_tokens[sequence.request.routing_component];
       ++shape_.logits;
       shape_.decode_context += kv_needed;
       shape_.decode_windowed_context +=

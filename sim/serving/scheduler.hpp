@@ -32,9 +32,13 @@ struct BatchShape {
   double prefill_windowed_pairs = 0;         // same, keys limited to the sliding window
   std::int64_t prefill_context_read = 0;     // KV tokens read from earlier chunks and cached prefixes
   std::int64_t logits = 0;                   // tokens that produce logits (decodes + finishing prefills)
+  // Tokens per routing component (Request::routing_component); empty when the router has one.
+  std::vector<std::int64_t> routing_tokens;
 
   std::int64_t tokens() const { return decode_sequences + prefill_tokens; }
   bool empty() const { return tokens() == 0; }
+  // Zeroes every figure, keeping routing_tokens' size (no allocation).
+  void clear();
 };
 
 // Timestamps of one finished request, handed to the metrics.
@@ -69,8 +73,9 @@ class RequestObserver {
 // later recomputed (its prompt plus the tokens it had generated).
 class BatchScheduler {
  public:
+  // `routing_components`: the router's components (BatchShape::routing_tokens), 1 for none.
   BatchScheduler(const SchedulerSpec& spec, std::int64_t kv_token_capacity, std::int32_t prefix_block_tokens,
-                 std::int32_t sliding_window);
+                 std::int32_t sliding_window, int routing_components = 1);
 
   // Queues a request. One that can never run (its prompt and output exceed the KV
   // cache, or its prompt exceeds the step budget without chunked prefill) is rejected.

@@ -149,11 +149,6 @@ class Simulation final : public EventHandler, public RequestObserver {
     instances_.resize(static_cast<std::size_t>(deployment_.instances));
     for (std::size_t i = 0; i < instances_.size(); ++i) {
       Instance& instance = instances_[i];
-      for (int d = 0; d < layout.attention_dp; ++d) {
-        instance.ranks.emplace_back(deployment_.scheduler, result_.memory.kv_token_capacity, prefix_tokens,
-                                    window);
-      }
-      instance.shapes.resize(instance.ranks.size());
       std::vector<int> gpus(static_cast<std::size_t>(layout.gpus()));
       for (std::size_t g = 0; g < gpus.size(); ++g)
         gpus[g] = static_cast<int>(i * gpus.size() + g);
@@ -186,6 +181,12 @@ class Simulation final : public EventHandler, public RequestObserver {
               model_.derived.expert_weight_bytes / layout.expert_tp);
         }
       }
+      const int routing_components = instance.router ? instance.router->components() : 1;
+      for (int d = 0; d < layout.attention_dp; ++d) {
+        instance.ranks.emplace_back(deployment_.scheduler, result_.memory.kv_token_capacity, prefix_tokens,
+                                    window, routing_components);
+      }
+      instance.shapes.resize(instance.ranks.size());
       StepCostOptions options = deployment_.step;
       options.max_step_tokens = deployment_.scheduler.max_batched_tokens * layout.attention_dp;
       instance.step_cost = std::make_unique<StepCostModel>(
@@ -237,7 +238,11 @@ class Simulation final : public EventHandler, public RequestObserver {
     ++result_.arrived;
     result_.timeseries.record(now, kSeriesArrivals, 1);
     const auto [instance_index, rank] = choose_rank();
-    instances_[instance_index].ranks[rank].enqueue(std::move(request), now, *this);
+    Instance& instance = instances_[instance_index];
+    if (instance.router) {
+      request.routing_component = instance.router->component_for(request.id, request.traffic_class, now);
+    }
+    instance.ranks[rank].enqueue(std::move(request), now, *this);
     start_step_if_idle(instance_index);
     schedule_next_arrival();
   }
@@ -273,7 +278,7 @@ class Simulation final : public EventHandler, public RequestObserver {
     const double stall_s = instance.rebalancer ? rebalance(instance, now) : 0.0;
     const bool traced = inputs_.timeline != nullptr && inputs_.timeline->begin_step(instance_index, now);
     instance.step_cost->set_timeline(traced ? inputs_.timeline : nullptr);
-    const StepTiming timing = instance.step_cost->price(instance.shapes);
+    const StepTiming timing = instance.step_cost->price(instance.shapes, now);
     const SimTime duration = std::max<SimTime>(1, seconds_to_ns_ceil(timing.total_s + stall_s));
     if (traced) inputs_.timeline->end_step(duration);
     accumulate(timing);

@@ -42,6 +42,7 @@ StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layou
     expert_hidden_ = model_.hidden;
     expert_ffn_per_gpu_ = static_cast<double>(model_.expert_intermediate) / layout_.expert_tp;
     expert_counts_.assign(static_cast<std::size_t>(model_.experts), 0);
+    component_tokens_.assign(static_cast<std::size_t>(router_->components()), 0);
     tokens_from_rank_.assign(static_cast<std::size_t>(layout_.expert_ep), 0.0);
     assignments_to_rank_.assign(static_cast<std::size_t>(layout_.expert_ep), 0.0);
     rank_busy_s_.assign(static_cast<std::size_t>(layout_.expert_ep), 0.0);
@@ -123,7 +124,7 @@ double StepCostModel::allreduce_seconds(std::int64_t tokens) const {
                                 options_.activation_bytes_per_element);
 }
 
-StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
+StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now) {
   StepTiming timing;
   double attention_full = 0, attention_window = 0;  // slowest DP rank, per layer kind
   double with_dense_ffn_full = 0, with_dense_ffn_window = 0;
@@ -148,6 +149,17 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     largest_rank_tokens = std::max(largest_rank_tokens, shape.tokens());
   }
   if (total_tokens == 0) return timing;
+  const bool by_component = model_.is_moe() && router_->components() > 1;
+  if (model_.is_moe()) {
+    router_->set_time(now);
+    if (by_component) {
+      std::fill(component_tokens_.begin(), component_tokens_.end(), 0);
+      for (const BatchShape& shape : shapes) {
+        for (std::size_t k = 0; k < component_tokens_.size(); ++k)
+          component_tokens_[k] += shape.routing_tokens[k];
+      }
+    }
+  }
 
   if (model_.is_moe() && layout_.expert_ep > 1) {
     std::fill(tokens_from_rank_.begin(), tokens_from_rank_.end(), 0.0);
@@ -214,7 +226,11 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes) {
     }
     timing.attention_s += window ? with_moe_dense_window : with_moe_dense_full;
 
-    router_->sample_counts(moe_layer, total_tokens, expert_counts_);
+    if (by_component) {
+      router_->sample_counts(moe_layer, component_tokens_, expert_counts_);
+    } else {
+      router_->sample_counts(moe_layer, total_tokens, expert_counts_);
+    }
     if (rebalancer_ != nullptr) rebalancer_->observe(moe_layer, expert_counts_);
     const MoeLayerResult& result =
         evaluator_->evaluate(moe_layer, total_tokens, expert_counts_, router_->popularity(moe_layer));

@@ -114,8 +114,9 @@ class StepCostModel {
                 const ExpertParallelComm* expert_comm, const TensorParallelAllReduce* tp_allreduce,
                 const StepCostOptions& options, MoeLoadMetrics* moe_metrics);
 
-  // `shapes` has one entry per attention DP rank.
-  StepTiming price(std::span<const BatchShape> shapes);
+  // `shapes` has one entry per attention DP rank; `now` is the simulated time the step starts
+  // (routing drift).
+  StepTiming price(std::span<const BatchShape> shapes, SimTime now);
 
   // The sink that receives the layers of the following price() calls; null (the
   // default) records nothing and costs one branch per layer.
@@ -156,6 +157,7 @@ class StepCostModel {
 
   // Scratch buffers reused every step.
   std::vector<std::int32_t> expert_counts_;
+  std::vector<std::int64_t> component_tokens_;  // the step's tokens per routing component
   std::vector<double> tokens_from_rank_;
   std::vector<double> assignments_to_rank_;
   std::vector<double> rank_busy_s_;

@@ -15,6 +15,7 @@ struct Request {
   std::int32_t input_tokens = 1;   // >= 1
   std::int32_t output_tokens = 1;  // >= 1
   std::int32_t traffic_class = 0;
+  std::int32_t routing_component = 0;        // the router's (class, affinity group), set at arrival
   std::vector<std::uint64_t> prefix_blocks;  // Mooncake hash_ids; empty if none
 };
 
