@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "sim/common/error.hpp"
+#include "sim/common/files.hpp"
 #include "sim/config/scenario.hpp"
 #include "sim/report/parallel.hpp"
 #include "sim/report/report.hpp"
@@ -143,6 +144,9 @@ void simulate_point(const PlanSpec& spec, PlanPoint& point) {
   const Scenario scenario = load_scenario(spec.scenario_file, point_overrides(spec, point));
   const SimulationResult result = simulate(simulation_inputs(scenario));
   const nlohmann::json report = build_report(scenario, result, SimulatorCost{.reproducible = true});
+  if (!spec.report_directory.empty()) {
+    write_file_atomically(spec.report_directory / plan_report_name(point.index), render_report(report));
+  }
   if (report.at("summary").at("gpus").get<int>() != point.gpus) {
     throw InternalError(fmt::format("point {}: the plan counted {} GPUs, the report {}", point.index,
                                     point.gpus, report.at("summary").at("gpus").dump()));
@@ -388,6 +392,7 @@ nlohmann::json point_json(const PlanSpec& spec, const PlanPoint& point) {
   json["cost"] = point.cost;
   if (point.round == 0) return json;
   json["round"] = point.round;
+  if (!spec.report_directory.empty()) json["report"] = plan_report_name(point.index);
   nlohmann::json checks = nlohmann::json::array();
   for (const auto& check : point.checks) {
     checks.push_back(
@@ -399,6 +404,10 @@ nlohmann::json point_json(const PlanSpec& spec, const PlanPoint& point) {
 }
 
 }  // namespace
+
+std::string plan_report_name(std::size_t index) {
+  return fmt::format("point-{}.json", index);
+}
 
 std::string PlanDimension::label() const {
   std::string text;

@@ -78,7 +78,13 @@ struct PlanSpec {
   // Keep searching combinations that can only cost more than the best point found,
   // so the frontier is complete.
   bool full_frontier = false;
+  // When set, each simulated point's report is written there as point-<index>.json
+  // (wall-clock figures 0, as with run --reproducible).
+  std::filesystem::path report_directory;
 };
+
+// The report file of a point inside PlanSpec::report_directory.
+std::string plan_report_name(std::size_t index);
 
 enum class PointStatus {
   passed,      // simulated, meets every objective

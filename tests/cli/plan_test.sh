@@ -53,6 +53,14 @@ import json
 a = json.load(open('$work/plan.json')); b = json.load(open('$work/brute.json'))
 assert a['chosen']['index'] == b['chosen']['index'], (a['chosen'], b['chosen'])
 print('ok')\""
+check "--reports keeps the chosen point's report" 0 "^ok$" -- bash -c "
+  '$MOESIM' plan '$small' --slo ttft_p99=250ms ${search[*]} --quiet --reports '$work/reports' --out '$work/r.json' &&
+  python3 -c \"
+import json
+p = json.load(open('$work/r.json')); c = p['chosen']
+r = json.load(open('$work/reports/' + c['report']))
+assert r['summary']['ttft_s']['p99'] == c['metrics']['ttft_p99_s'] and r['summary']['gpus'] == c['gpus']
+print('ok')\""
 check "quiet plan prints nothing" 0 "^$" -- "$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}" --quiet
 "$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}" --quiet --jobs 1 --out "$work/j1.json"
 "$MOESIM" plan "$small" --slo ttft_p99=250ms "${search[@]}" --quiet --jobs 3 --out "$work/j3.json"

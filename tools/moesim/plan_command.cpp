@@ -35,6 +35,7 @@ struct PlanCommandOptions {
   bool exhaustive = false;
   bool full_frontier = false;
   std::string out;
+  std::string reports;
   bool quiet = false;
 };
 
@@ -57,6 +58,7 @@ PlanSpec make_spec(const PlanCommandOptions& options) {
     add_gpu_price(spec.price_per_gpu_hour, option);
   spec.exhaustive = options.exhaustive;
   spec.full_frontier = options.full_frontier;
+  spec.report_directory = options.reports;
   return spec;
 }
 
@@ -214,6 +216,8 @@ void add_plan_command(CLI::App& app) {
   command->add_flag("--full-frontier", options->full_frontier,
                     "Do not prune combinations that can only cost more than the best point");
   command->add_option("--out", options->out, "Write the plan as JSON (points, checks, frontier)");
+  command->add_option("--reports", options->reports,
+                      "Directory for the report of every simulated point (point-<index>.json)");
   command->add_flag("--quiet,-q", options->quiet, "No progress and no printed plan");
   command->callback([options] { plan(*options); });
 }
