@@ -247,7 +247,7 @@ class Planner {
         if (combination.done) continue;
         if (best && !spec_.full_frontier) {
           while (combination.high > combination.low &&
-                 point_of(combination, combination.high - 1).cost > *best) {
+                 candidate(combination, combination.high - 1).cost > *best) {
             --combination.high;
             combination.cut = true;
           }
@@ -274,7 +274,7 @@ class Planner {
         if (!combination.pending) continue;
         const std::size_t position = *combination.pending;
         combination.pending.reset();
-        if (point_of_position(combination, position).status == PointStatus::passed) {
+        if (candidate(combination, position).status == PointStatus::passed) {
           combination.high = position;
           combination.known_pass = position;
         } else {
@@ -324,7 +324,7 @@ class Planner {
 
   void finish_exhaustive(Combination& combination) {
     for (std::size_t position = 0; position < combination.candidates.size(); ++position) {
-      if (point_of_position(combination, position).status == PointStatus::passed) {
+      if (candidate(combination, position).status == PointStatus::passed) {
         combination.known_pass = position;
         combination.low = position;
         return;
@@ -334,7 +334,7 @@ class Planner {
   }
 
   void fill_frontier() {
-    std::optional<double> best = best_cost();
+    const std::optional<double> best = best_cost();
     for (std::size_t c = 0; c < combinations_.size(); ++c) {
       const Combination& combination = combinations_[c];
       FrontierEntry& entry = result_.frontier[c];
@@ -367,10 +367,7 @@ class Planner {
     }
   }
 
-  PlanPoint& point_of_position(const Combination& combination, std::size_t position) {
-    return result_.points[combination.candidates[position]];
-  }
-  const PlanPoint& point_of(const Combination& combination, std::size_t position) const {
+  PlanPoint& candidate(const Combination& combination, std::size_t position) {
     return result_.points[combination.candidates[position]];
   }
 
