@@ -312,6 +312,9 @@ TEST_CASE("plans with nothing to run or nothing to meet are rejected", "[plan]")
   CHECK_THROWS_WITH(run_plan(no_objective, jobs(1)), Contains("--slo"));
   const PlanSpec twice = small_plan({kInstances, "deployment.instances=1,2"}, {}, {"ttft_p99=1s"});
   CHECK_THROWS_WITH(run_plan(twice, jobs(1)), Contains("searched twice"));
+  const PlanSpec huge =
+      small_plan({"deployment.instances=1:200", "capacity.capacity_factor=1:100"}, {}, {"ttft_p99=1s"});
+  CHECK_THROWS_WITH(run_plan(huge, jobs(1)), Contains("more than 10000 points"));
   PlanSpec bad_rate = small_plan({kInstances}, {}, {"ttft_p99=1s"});
   bad_rate.max_drop_rate = std::numeric_limits<double>::quiet_NaN();
   CHECK_THROWS_WITH(run_plan(bad_rate, jobs(1)), Contains("--max-drop-rate"));
