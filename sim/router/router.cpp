@@ -86,6 +86,45 @@ Router::Component Router::build_component(const PopularityTable& table, int traf
   return component;
 }
 
+namespace {
+
+// Beyond this inclusion probability the selection probability that reaches it is numerically
+// unbounded (as for empirical counts, popularity.cpp).
+constexpr double kMaxReachableInclusion = 0.999;
+
+// The first-choice table whose successive-sampling inclusion probabilities are top_k x each expert's
+// share of a routing trace's assignments. Assumption (moesim's own): where no such table exists
+// (a share too close to 1 / top_k), the shares themselves stand in. The table only describes the
+// trace (selection and inclusion probabilities); popularity() holds the recorded shares exactly and the
+// counts are replayed.
+PopularityTable recorded_popularity(const RecordedRouting& recorded) {
+  const RoutingTraceHeader& header = recorded.summary().header;
+  PopularityTable table(header.layers, header.experts);
+  std::vector<double> inclusion(static_cast<std::size_t>(header.experts));
+  for (int layer = 0; layer < header.layers; ++layer) {
+    const auto shares = recorded.popularity(layer);
+    for (std::size_t e = 0; e < inclusion.size(); ++e)
+      inclusion[e] = shares[e] * header.top_k;
+    const bool reachable = *std::max_element(inclusion.begin(), inclusion.end()) < kMaxReachableInclusion;
+    const auto selection =
+        reachable ? selection_for_inclusion(inclusion, header.top_k) : std::vector<double>{};
+    const auto source = selection.empty() ? shares : std::span<const double>(selection);
+    std::copy(source.begin(), source.end(), table.layer(layer).begin());
+  }
+  return table;
+}
+
+}  // namespace
+
+Router::Router(std::unique_ptr<RecordedRouting> recorded)
+    : Router(recorded_popularity(*recorded), recorded->summary().header.top_k, 0) {
+  for (int layer = 0; layer < moe_layers(); ++layer) {
+    const auto shares = recorded->popularity(layer);
+    mixture_[static_cast<std::size_t>(layer)].share.assign(shares.begin(), shares.end());
+  }
+  recorded_ = std::move(recorded);
+}
+
 Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
     : experts_(table.experts()),
       top_k_(top_k),
@@ -302,6 +341,10 @@ void Router::sample_counts_per_token(int layer, std::int64_t tokens, std::span<s
 void Router::sample_counts(int layer, std::span<const std::int64_t> component_tokens,
                            std::span<std::int32_t> counts) {
   check(layer, component_tokens, counts);
+  if (recorded_ != nullptr) {
+    replay(layer, component_tokens, counts);
+    return;
+  }
   if (components() == 1 && rotation_offset_ == 0) {
     sample_component(components_.front(), layer, component_tokens[0], counts);
     std::copy(counts.begin(), counts.end(), class_counts_.begin());
@@ -319,6 +362,10 @@ void Router::sample_counts(int layer, std::span<const std::int64_t> component_to
 void Router::sample_counts_per_token(int layer, std::span<const std::int64_t> component_tokens,
                                      std::span<std::int32_t> counts) {
   check(layer, component_tokens, counts);
+  if (recorded_ != nullptr) {
+    replay(layer, component_tokens, counts);
+    return;
+  }
   std::fill(counts.begin(), counts.end(), 0);
   std::fill(class_counts_.begin(), class_counts_.end(), 0);
   for (int k = 0; k < components(); ++k) {
@@ -326,6 +373,14 @@ void Router::sample_counts_per_token(int layer, std::span<const std::int64_t> co
     sample_per_token(components_[k].layers[layer], component_tokens[k], component_counts_);
     accumulate(components_[k].traffic_class, counts);
   }
+}
+
+void Router::replay(int layer, std::span<const std::int64_t> component_tokens,
+                    std::span<std::int32_t> counts) {
+  const std::int64_t tokens =
+      std::accumulate(component_tokens.begin(), component_tokens.end(), std::int64_t{0});
+  recorded_->sample_counts(layer, tokens, counts);
+  std::copy(counts.begin(), counts.end(), class_counts_.begin());
 }
 
 void Router::accumulate(int traffic_class, std::span<std::int32_t> counts) {
@@ -393,6 +448,10 @@ void Router::sample_grouped(const Layer& layer, std::int64_t tokens, std::span<s
 
 std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int experts, int top_k,
                                     std::uint64_t seed) {
+  if (!spec.replay_file.empty()) {
+    return std::make_unique<Router>(
+        std::make_unique<RecordedRouting>(spec.replay_file, moe_layers, experts, top_k));
+  }
   const auto classes = spec.resolved_classes();
   if (classes.size() == 1 && classes[0].concentration == 0 && !spec.hierarchical()) {
     return std::make_unique<Router>(build_popularity(classes[0].popularity, moe_layers, experts, top_k, seed),

@@ -12,6 +12,7 @@
 #include "sim/router/binomial.hpp"
 #include "sim/router/count_sampler.hpp"
 #include "sim/router/popularity.hpp"
+#include "sim/router/recorded_routing.hpp"
 #include "sim/router/router_spec.hpp"
 
 namespace moesim {
@@ -54,6 +55,9 @@ class Router {
  public:
   // One traffic class that every request belongs to, routed by `table`.
   Router(const PopularityTable& table, int top_k, std::uint64_t seed);
+  // One class whose counts all come from a routing trace (RecordedRouting): every sample_counts
+  // replays it, whatever the component split; popularity() is the whole trace's shares.
+  explicit Router(std::unique_ptr<RecordedRouting> recorded);
   // Classes and affinity groups: `class_tables[c]` holds one table per affinity group of class c
   // (one when the class has no concentration); `spec` says how requests get their class and how
   // the mix and the hot experts drift.
@@ -144,6 +148,7 @@ class Router {
   // Adds the scratch counts of one component to `counts` and its class's counts, rotated.
   void accumulate(int traffic_class, std::span<std::int32_t> counts);
   void split_tokens(std::int64_t tokens);
+  void replay(int layer, std::span<const std::int64_t> component_tokens, std::span<std::int32_t> counts);
   void check(int layer, std::span<const std::int64_t> component_tokens, std::span<std::int32_t> counts) const;
 
   int experts_;
@@ -159,6 +164,7 @@ class Router {
   RotationSpec rotation_;
   std::uint64_t assignment_seed_ = 0;
   int rotation_offset_ = 0;
+  std::unique_ptr<RecordedRouting> recorded_;
   SimTime now_ = 0;
 
   std::vector<std::int32_t> class_counts_;      // [class][expert] of the last sample

@@ -206,6 +206,14 @@ RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& b
     }
     if (spec.classes.empty()) reader.fail("classes", "expected at least one class");
     if (spec.classes.size() > kMaxClasses) reader.fail("classes", "expected at most 64 classes");
+  } else if (reader.has("kind") && reader.raw("kind") == "replay") {
+    reader.choice("kind", {"replay"});
+    spec.replay_file = resolve_user_path(reader.string("file"), base_dir);
+    for (const char* key : {"class_from", "drift"}) {
+      if (reader.has(key)) reader.fail(key, "expected nothing: a replayed routing trace has no classes, mix or drift");
+    }
+    reader.finish();
+    return spec;
   } else {
     static_cast<PopularitySpec&>(spec) = parse_popularity(reader, base_dir);
   }
@@ -242,6 +250,7 @@ nlohmann::json to_json(const PopularitySpec& spec) {
 }
 
 nlohmann::json to_json(const RouterSpec& spec) {
+  if (!spec.replay_file.empty()) return {{"kind", "replay"}, {"file", spec.replay_file.string()}};
   const auto names = class_names(spec.resolved_classes());
   nlohmann::json json;
   if (spec.classes.empty()) {

@@ -82,7 +82,9 @@ struct RotationSpec {
 //                | {"tenant_map": {"tenant-a": "code", "7": "chat"}},
 //    "drift": {"schedule": [{"at_s": 1800, "mix": {...}}, ...], "interpolate": false,
 //              "rotation": {"period_s": 600, "experts_per_period": 1}}}
-// Both forms take "drift" (a schedule needs a mix).
+// Both forms take "drift" (a schedule needs a mix). Or a recorded routing trace that drives every
+// count (recorded_routing.hpp; no classes, mix or drift):
+//   {"kind": "replay", "file": "routing.csv"}
 struct RouterSpec : PopularitySpec {
   std::vector<TrafficClassSpec> classes;  // empty: one class from the PopularitySpec fields
   ClassSource class_source = ClassSource::mix;
@@ -95,6 +97,8 @@ struct RouterSpec : PopularitySpec {
   // (-1: none); empty with trace_column and no class_names means class = workload class index.
   std::vector<int> class_of_traffic_class;
   RotationSpec rotation;
+  // "kind": "replay": the routing trace (resolved path); empty otherwise.
+  std::filesystem::path replay_file;
 
   // The classes the router builds (one "default" class from the PopularitySpec fields when
   // `classes` is empty).

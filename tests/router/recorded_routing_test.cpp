@@ -10,6 +10,7 @@
 
 #include "sim/common/error.hpp"
 #include "sim/router/recorded_routing.hpp"
+#include "sim/router/router.hpp"
 
 using namespace moesim;
 using Catch::Matchers::Contains;
@@ -174,4 +175,30 @@ TEST_CASE("replay memory does not depend on the trace length", "[router][recorde
   }
   CHECK(totals == std::vector<std::int64_t>{10000, 10000, 10000, 10000});
   CHECK(routing.wraps() == 0);
+}
+
+TEST_CASE("the replay router spec parses, round-trips and builds a router that replays",
+          "[router][recorded]") {
+  const auto file = write_trace("router", tokens_trace());
+  const auto parse = [](const std::string& text) {
+    const auto json = JsonReader::parse_text(text, "scenario.json");
+    return parse_router(JsonReader(json, "scenario.json", "router"), "/base");
+  };
+  const RouterSpec spec = parse(fmt::format(R"({{"kind": "replay", "file": "{}"}})", file.string()));
+  CHECK(spec.replay_file == file);
+  CHECK(to_json(parse(to_json(spec).dump())) == to_json(spec));
+  CHECK(parse(R"({"kind": "replay", "file": "r.csv"})").replay_file == "/base/r.csv");
+  CHECK_THROWS_WITH(parse(R"({"kind": "replay"})"), Contains("router.file"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "replay", "file": "r.csv", "exponent": 1})"), Contains("unknown key"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "replay", "file": "r.csv", "class_from": {"mix": {"default": 1}}})"),
+                    Contains("router.class_from: expected nothing"));
+
+  const auto router = make_router(spec, 2, 4, 2, 99);
+  CHECK(router->popularity(0)[0] == Approx(0.5));
+  std::vector<std::int32_t> counts(4);
+  router->sample_counts(0, 2, counts);
+  CHECK(counts == std::vector<std::int32_t>{2, 1, 1, 0});
+  CHECK(std::vector<std::int32_t>(router->class_counts(0).begin(), router->class_counts(0).end()) == counts);
+  router->sample_counts(1, 2, counts);
+  CHECK(counts == std::vector<std::int32_t>{1, 0, 1, 2});
 }
