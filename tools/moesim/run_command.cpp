@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -10,8 +11,10 @@
 
 #include <fmt/format.h>
 
+#include "sim/common/error.hpp"
 #include "sim/common/files.hpp"
 #include "sim/config/scenario.hpp"
+#include "sim/report/chrome_trace.hpp"
 #include "sim/report/report.hpp"
 #include "tools/moesim/commands.hpp"
 #include "tools/moesim/console.hpp"
@@ -27,7 +30,27 @@ struct RunOptions {
   std::optional<std::uint64_t> seed;
   bool quiet = false;
   bool reproducible = false;
+  std::string chrome_trace;
+  double chrome_trace_start_s = 0;
+  double chrome_trace_duration_s = 10;
+  std::size_t chrome_trace_max_events = ChromeTraceOptions{}.max_events;
 };
+
+std::optional<ChromeTraceWriter> make_chrome_trace(const RunOptions& options) {
+  if (options.chrome_trace.empty()) return std::nullopt;
+  if (!std::isfinite(options.chrome_trace_start_s) || options.chrome_trace_start_s < 0) {
+    throw InputError("--chrome-trace-start", "", "expected simulated seconds >= 0");
+  }
+  if (!std::isfinite(options.chrome_trace_duration_s) || options.chrome_trace_duration_s <= 0 ||
+      options.chrome_trace_duration_s > 1e9) {
+    throw InputError("--chrome-trace-duration", "", "expected simulated seconds > 0 (at most 1e9)");
+  }
+  return std::optional<ChromeTraceWriter>(
+      std::in_place, options.chrome_trace,
+      ChromeTraceOptions{.start = seconds_to_ns(options.chrome_trace_start_s),
+                         .duration = seconds_to_ns(options.chrome_trace_duration_s),
+                         .max_events = options.chrome_trace_max_events});
+}
 
 std::filesystem::path report_path(const RunOptions& options, const Scenario& scenario) {
   if (!options.report.empty()) return options.report;
@@ -71,6 +94,8 @@ void run(const RunOptions& options) {
   const Scenario scenario = load_scenario(options.scenario, options.overrides, options.seed);
   const auto path = report_path(options, scenario);
   SimulationInputs inputs = simulation_inputs(scenario);
+  std::optional<ChromeTraceWriter> trace = make_chrome_trace(options);
+  if (trace) inputs.timeline = &*trace;
   ProgressLine progress(options.quiet);
   if (progress.enabled()) {
     inputs.progress = [&progress](const SimulationProgress& p) {
@@ -85,8 +110,14 @@ void run(const RunOptions& options) {
   SimulatorCost cost{
       .wall_s = wall_s, .peak_rss_bytes = peak_rss_bytes(), .reproducible = options.reproducible};
   const nlohmann::json report = build_report(scenario, result, cost);
+  if (trace) trace->finish();
   write_file_atomically(path, render_report(report));
-  if (!options.quiet) print_summary(report, path);
+  if (options.quiet) return;
+  print_summary(report, path);
+  if (trace) {
+    fmt::print("trace       {} ({} steps, {} events{})\n", options.chrome_trace, trace->steps(),
+               trace->events(), trace->truncated() ? ", stopped at --chrome-trace-max-events" : "");
+  }
 }
 
 void validate(const std::string& file, const std::vector<std::string>& overrides) {
@@ -121,6 +152,17 @@ void add_run_commands(CLI::App& app) {
   run_command->add_flag("--quiet,-q", options->quiet, "No progress and no summary");
   run_command->add_flag("--reproducible", options->reproducible,
                         "Write wall-clock figures as 0 so identical runs give byte-identical reports");
+  run_command->add_option(
+      "--chrome-trace", options->chrome_trace,
+      "Write a window of the timeline (per EP rank and layer) as a Chrome/Perfetto trace");
+  run_command->add_option("--chrome-trace-start", options->chrome_trace_start_s,
+                          "Start of the trace window (simulated s, default 0)");
+  run_command->add_option("--chrome-trace-duration", options->chrome_trace_duration_s,
+                          "Length of the trace window (simulated s, default 10)");
+  run_command
+      ->add_option("--chrome-trace-max-events", options->chrome_trace_max_events,
+                   "Most events in the trace (default 250000)")
+      ->check(CLI::PositiveNumber);
   run_command->callback([options] { run(*options); });
 
   auto validate_options = std::make_shared<RunOptions>();
