@@ -104,6 +104,8 @@ void ChromeTraceWriter::write_step(SimTime duration, int ranks) {
     const std::size_t rank_count =
         (l + 1 < step_layers_.size() ? step_rank_offsets_[l + 1] : step_rank_expert_s_.size()) - offset;
     const char* attention_name = layer.kind == LayerTimeline::Kind::lm_head ? "lm_head" : "attention";
+    // Assumption (moesim's presentation): every EP rank's thread shows the slowest attention DP
+    // rank's time, the step's critical path, since the step cost keeps no per-rank attention.
     for (int r = 0; r < ranks; ++r) {
       const int thread = kFirstRankThread + r;
       const double rank_expert_s = static_cast<std::size_t>(r) < rank_count
