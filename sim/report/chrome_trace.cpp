@@ -18,6 +18,8 @@ constexpr int kStepThread = 0;
 constexpr int kFirstRankThread = 1;
 // Threads of the all-to-alls with overlapped micro-batches: this offset plus the rank's thread.
 constexpr int kAllToAllThreadOffset = 1000;
+// The layer argument of events that belong to the whole step.
+constexpr int kNoLayer = -1;
 // instance_ranks_ of an instance with no recorded step.
 constexpr int kUnseen = -1;
 
@@ -72,7 +74,7 @@ void ChromeTraceWriter::layer(const LayerTimeline& layer) {
                              layer.rank_expert_s.end());
 }
 
-void ChromeTraceWriter::end_step(SimTime duration) {
+void ChromeTraceWriter::end_step(SimTime duration, double stall_s) {
   // A step that runs past the window's end is left out (another instance's may still fit).
   if (step_start_ + duration > options_.start + options_.duration) return;
   int moe_ranks = 0;
@@ -82,8 +84,8 @@ void ChromeTraceWriter::end_step(SimTime duration) {
     moe_ranks = std::max(moe_ranks, static_cast<int>(end - step_rank_offsets_[l]));
   }
   const int ranks = std::max(1, moe_ranks);
-  // Upper bound of the step's events: six parts per layer and rank, and the step itself.
-  const std::size_t bound = step_layers_.size() * 6 * static_cast<std::size_t>(ranks) + 1;
+  // Upper bound of the step's events: six parts per layer and rank, a stall per rank, and the step.
+  const std::size_t bound = (step_layers_.size() * 6 + 1) * static_cast<std::size_t>(ranks) + 1;
   if (events_ + bound > options_.max_events) {
     truncated_ = true;
     stopped_ = true;
@@ -91,12 +93,14 @@ void ChromeTraceWriter::end_step(SimTime duration) {
   }
   if (instance_ >= instance_ranks_.size()) instance_ranks_.resize(instance_ + 1, kUnseen);
   instance_ranks_[instance_] = std::max(instance_ranks_[instance_], moe_ranks);
-  write_step(duration, ranks);
+  write_step(duration, stall_s, ranks);
 }
 
-void ChromeTraceWriter::write_step(SimTime duration, int ranks) {
-  write_event("step", kStepThread, 0, ns_to_seconds(duration), -1);
-  double layer_start = 0;
+void ChromeTraceWriter::write_step(SimTime duration, double stall_s, int ranks) {
+  write_event("step", kStepThread, 0, ns_to_seconds(duration), kNoLayer);
+  for (int r = 0; r < ranks; ++r)
+    write_event("rebalance_stall", kFirstRankThread + r, 0, stall_s, kNoLayer);
+  double layer_start = stall_s;
   for (std::size_t l = 0; l < step_layers_.size(); ++l) {
     const LayerTimeline& layer = step_layers_[l];
     overlapped_ = overlapped_ || layer.overlapped;
@@ -140,19 +144,22 @@ void ChromeTraceWriter::write_step(SimTime duration, int ranks) {
 
 void ChromeTraceWriter::write_event(const char* name, int thread, double start_s, double duration_s,
                                     int layer) {
-  if (!(duration_s > 0)) return;
-  // Microseconds with nanosecond resolution, as the simulation keeps time.
-  const double start_us = static_cast<double>(step_start_) * 1e-3 + start_s * 1e6;
+  // Both ends are rounded to the nanosecond the simulation keeps time in, so that events
+  // laid end to end abut exactly and their durations add up to the step's.
+  const SimTime begin = step_start_ + seconds_to_ns(start_s);
+  const SimTime end = step_start_ + seconds_to_ns(start_s + duration_s);
+  if (end <= begin) return;
+  const auto microseconds = [](SimTime ns) { return fmt::format("{}.{:03}", ns / 1000, ns % 1000); };
   stream_ << (first_event_ ? "" : ",\n");
   first_event_ = false;
-  if (layer < 0) {
-    stream_ << fmt::format(
-        R"({{"name":"{}","cat":"step","ph":"X","pid":{},"tid":{},"ts":{:.3f},"dur":{:.3f}}})", name,
-        instance_, thread, start_us, duration_s * 1e6);
+  if (layer == kNoLayer) {
+    stream_ << fmt::format(R"({{"name":"{}","cat":"{}","ph":"X","pid":{},"tid":{},"ts":{},"dur":{}}})", name,
+                           thread == kStepThread ? "step" : "rebalance", instance_, thread,
+                           microseconds(begin), microseconds(end - begin));
   } else {
     stream_ << fmt::format(
-        R"({{"name":"{}","cat":"layer","ph":"X","pid":{},"tid":{},"ts":{:.3f},"dur":{:.3f},"args":{{"layer":{}}}}})",
-        name, instance_, thread, start_us, duration_s * 1e6, layer);
+        R"({{"name":"{}","cat":"layer","ph":"X","pid":{},"tid":{},"ts":{},"dur":{},"args":{{"layer":{}}}}})",
+        name, instance_, thread, microseconds(begin), microseconds(end - begin), layer);
   }
   ++events_;
 }

@@ -33,7 +33,8 @@ struct ChromeTraceOptions {
 // order: attention (the slowest DP rank's), TP all-reduce, dispatch, the rank's own
 // experts (the straggler's are the longest; the others wait), combine, and launches and
 // permute; the layers follow each other, and the lm head closes the step, so on the
-// straggler's thread the durations of a step sum to the step's time. With overlapped
+// straggler's thread the durations of a step sum to the step's time. A step that waited
+// for a rebalance's weight movement starts with a "rebalance_stall" event on every rank. With overlapped
 // micro-batches dispatch and combine go to a second thread per rank ("all-to-all"),
 // starting with the layer, and each layer lasts its overlapped length.
 class ChromeTraceWriter final : public StepTimelineSink {
@@ -45,7 +46,7 @@ class ChromeTraceWriter final : public StepTimelineSink {
 
   bool begin_step(std::size_t instance, SimTime start) override;
   void layer(const LayerTimeline& layer) override;
-  void end_step(SimTime duration) override;
+  void end_step(SimTime duration, double stall_s) override;
 
   // Writes the thread names and closes the document; throws InputError if the file
   // cannot be written.
@@ -58,7 +59,7 @@ class ChromeTraceWriter final : public StepTimelineSink {
 
  private:
   void write_event(const char* name, int thread, double start_s, double duration_s, int layer);
-  void write_step(SimTime duration, int ranks);
+  void write_step(SimTime duration, double stall_s, int ranks);
 
   std::filesystem::path file_;
   std::filesystem::path temporary_;

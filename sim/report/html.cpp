@@ -333,8 +333,16 @@ std::string timeline_charts(const Fields& series, bool moe) {
     std::vector<double> drop_rate(start.size(), kNaN);
     for (std::size_t i = 0; i < start.size(); ++i)
       if (assignments[i] > 0) drop_rate[i] = 100 * dropped[i] / assignments[i];
-    auto drops = time_chart("drop-rate-time", "Drop rate over time", "dropped assignments (%)");
-    drops.series.push_back({.name = "drop rate", .x = start, .y = drop_rate});
+    auto drops = time_chart("drop-rate-time", "Drop rate over time", "assignments (%)");
+    drops.series.push_back({.name = "dropped", .x = start, .y = drop_rate});
+    // Reports from before the reroute policy have no rerouted column.
+    if (series.has("moe_rerouted")) {
+      const std::vector<double> rerouted = column("moe_rerouted");
+      std::vector<double> reroute_rate(start.size(), kNaN);
+      for (std::size_t i = 0; i < start.size(); ++i)
+        if (assignments[i] > 0) reroute_rate[i] = 100 * rerouted[i] / assignments[i];
+      drops.series.push_back({.name = "rerouted", .x = start, .y = reroute_rate});
+    }
     out += svg::line_chart(drops);
 
     auto imbalance = time_chart(

@@ -280,7 +280,7 @@ class Simulation final : public EventHandler, public RequestObserver {
     instance.step_cost->set_timeline(traced ? inputs_.timeline : nullptr);
     const StepTiming timing = instance.step_cost->price(instance.shapes, now);
     const SimTime duration = std::max<SimTime>(1, seconds_to_ns_ceil(timing.total_s + stall_s));
-    if (traced) inputs_.timeline->end_step(duration);
+    if (traced) inputs_.timeline->end_step(duration, stall_s);
     accumulate(timing);
     ++result_.steps;
     result_.step_s.record(ns_to_seconds(duration));

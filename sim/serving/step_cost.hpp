@@ -65,8 +65,9 @@ class StepTimelineSink {
   // Whether to record the step of `instance` that starts at `start`.
   virtual bool begin_step(std::size_t instance, SimTime start) = 0;
   virtual void layer(const LayerTimeline& layer) = 0;
-  // The step's length as simulated (its total_s rounded up to a nanosecond).
-  virtual void end_step(SimTime duration) = 0;
+  // The step's length as simulated: `stall_s` (waiting for expert weights moved by a
+  // rebalance, before the layers) plus its total_s, rounded up to a nanosecond.
+  virtual void end_step(SimTime duration, double stall_s) = 0;
 };
 
 // Ring all-reduce of one tensor-parallel group on the cluster graph.
