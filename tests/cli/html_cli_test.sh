@@ -72,6 +72,8 @@ x = [e for e in t['traceEvents'] if e['ph'] == 'X']
 assert x and all(0 <= e['ts'] and e['ts'] + e['dur'] <= 1e6 + 1e-3 for e in x), 'events outside the window'
 assert {'step', 'attention', 'dispatch', 'experts', 'combine'} <= {e['name'] for e in x}
 print('ok')"
+"$MOESIM" run "$small" --quiet --report "$work/r2b.json" --chrome-trace "$work/trace2b.json" --chrome-trace-duration 1
+check "the same run gives the same trace" 0 "" -- cmp "$work/trace.json" "$work/trace2b.json"
 check "a trace window later in the run" 0 "trace" -- "$MOESIM" run "$small" --report "$work/r3.json" \
   --chrome-trace "$work/trace3.json" --chrome-trace-start 0.5 --chrome-trace-duration 0.5
 check "the event budget" 0 "stopped at --chrome-trace-max-events" -- "$MOESIM" run "$small" --report "$work/r4.json" \
