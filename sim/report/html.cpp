@@ -22,6 +22,7 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Sweep charts draw one line per combination of the other keys; more would be unreadable.
 constexpr std::size_t kMaxSweepSeries = 8;
+constexpr std::size_t kStragglerRowsShown = 10;
 
 // Checked access to the fields of a parsed document: a missing or mistyped field is an
 // InputError naming the source and the field's dotted path.
@@ -362,6 +363,45 @@ std::string timeline_charts(const Fields& series, bool moe) {
   return out;
 }
 
+// The (layer, rank) pairs that most often set a layer's time, and the rebalances, from the
+// fields reports carry since straggler attribution (older reports have neither).
+std::string straggler_table(const Fields& moe) {
+  std::string out;
+  if (moe.has("stragglers")) {
+    const std::vector<Fields> top = moe.object("stragglers").objects("top");
+    const std::size_t shown = std::min(top.size(), kStragglerRowsShown);
+    if (shown > 0) {
+      out += fmt::format(
+          "<table>\n<tr><th class=\"name\">top {} stragglers</th><th>MoE layer</th><th>EP rank</th>"
+          "<th>layer-steps as straggler</th><th>share of the layer's steps</th><th>share of all "
+          "layer-steps</th>"
+          "</tr>\n",
+          shown);
+      for (std::size_t i = 0; i < shown; ++i) {
+        out += "<tr><td class=\"name\"></td>";
+        out += cell(top[i].number("moe_layer"), 9);
+        out += cell(top[i].number("rank"), 9);
+        out += cell(top[i].number("count"), 9);
+        out += cell(top[i].number("share_of_layer"));
+        out += cell(top[i].number("share_of_all"));
+        out += "</tr>\n";
+      }
+      out += "</table>\n";
+    }
+  }
+  if (moe.has("rebalance")) {
+    const Fields rebalance = moe.object("rebalance");
+    if (rebalance.number("count") > 0) {
+      out += note(fmt::format("{} rebalances moved {} expert slots ({} bytes) and stalled serving for {} s.",
+                              svg::format_number(rebalance.number("count"), 6),
+                              svg::format_number(rebalance.number("slots_moved"), 6),
+                              svg::format_number(rebalance.number("bytes_moved")),
+                              svg::format_number(rebalance.number("stall_s"), 4)));
+    }
+  }
+  return out;
+}
+
 std::string moe_charts(const Fields& moe) {
   const std::vector<Fields> layers = moe.objects("layers");
   const std::vector<Fields> ranks = moe.objects("ranks");
@@ -416,6 +456,7 @@ std::string moe_charts(const Fields& moe) {
     out += svg::bar_chart(stragglers);
   }
   out += "</div>\n";
+  out += straggler_table(moe);
 
   if (!layers.front().has("expert_load")) {
     out += note(

@@ -158,6 +158,21 @@ TEST_CASE("the HTML page of an MoE run has every chart and escapes the report's 
   CHECK(render_html(report, "run <1>.json") == html);
 }
 
+TEST_CASE("the page lists the top straggler (layer, rank) pairs when the report has them", "[html]") {
+  nlohmann::json report = moe_report();
+  REQUIRE(report["moe"].contains("stragglers"));
+  const std::string html = render_html(report, "r.json");
+  const auto rows = std::min<std::size_t>(10, report["moe"]["stragglers"]["top"].size());
+  CHECK_THAT(html, Contains(fmt::format("top {} stragglers", rows)));
+  const auto& first = report["moe"]["stragglers"]["top"][0];
+  CHECK_THAT(html, Contains(fmt::format("<td>{}</td><td>{}</td><td>{}</td>", first["moe_layer"].get<int>(),
+                                        first["rank"].get<int>(), first["count"].get<long>())));
+  report["moe"].erase("stragglers");
+  CHECK_THAT(render_html(report, "r.json"), !Contains("stragglers</th>"));
+  report["moe"]["rebalance"] = {{"count", 3}, {"slots_moved", 12}, {"bytes_moved", 1.5e9}, {"stall_s", 0.25}};
+  CHECK_THAT(render_html(report, "r.json"), Contains("3 rebalances moved 12 expert slots (1.5G bytes)"));
+}
+
 TEST_CASE("a dense model's page omits the MoE charts and says why", "[html]") {
   const nlohmann::json report = run_report("dense", "llama-2-70b", R"({"attention_tp": 8, "expert_tp": 8})");
   REQUIRE(report["moe"].is_null());
