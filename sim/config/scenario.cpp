@@ -122,7 +122,12 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
     scenario.gpu_file = resolve_catalogue_entry(scenario.cluster.gpu, "topologies/gpus", base);
     scenario.gpu = load_gpu(scenario.gpu_file);
   }
-  scenario.deployment = parse_deployment(reader.object("deployment"), base);
+  if (const JsonReader deployment = reader.object("deployment"); is_disaggregated(deployment)) {
+    scenario.disaggregation = parse_disaggregation(deployment, base);
+    scenario.deployment = scenario.disaggregation->decode;
+  } else {
+    scenario.deployment = parse_deployment(deployment, base);
+  }
   scenario.workload = parse_workload(reader.object("workload"), base);
   if (auto router = reader.optional_object("router")) {
     scenario.router = parse_router(*router, base);
@@ -192,37 +197,54 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
     retyped = true;
   }
   if (retyped) derive_model_quantities(scenario.model, file.string() + ": deployment.precision");
-  scenario.deployment.step.weight_precision = precision_of(scenario.model.weight_dtype);
-  scenario.deployment.step.expert_precision = precision_of(scenario.model.expert_dtype);
-  scenario.deployment.step.lm_head_precision = precision_of(scenario.model.embedding_dtype);
-
-  validate_layout(scenario.deployment.layout, scenario.model, file.string() + ": deployment.parallel");
-  if (scenario.model.is_moe() && scenario.deployment.layout.redundant_experts > 0 &&
-      scenario.deployment.placement.kind != PlacementKind::eplb &&
-      scenario.deployment.placement.kind != PlacementKind::file) {
-    throw InputError(
-        file.string(), "deployment.parallel.redundant_experts",
-        "redundant expert slots need \"placement\": {\"kind\": \"eplb\"} or a placement file; use "
-        "0 or one of those");
+  std::vector<std::pair<DeploymentSpec*, std::string>> groups;
+  if (scenario.disaggregation) {
+    groups = {{&scenario.disaggregation->prefill, "deployment.prefill"},
+              {&scenario.disaggregation->decode, "deployment.decode"}};
+  } else {
+    groups = {{&scenario.deployment, "deployment"}};
   }
-  if (scenario.model.is_moe()) {
+  if (scenario.model.is_moe())
     check_capacity_layers(scenario.capacity, scenario.model.derived.moe_layers, file.string());
-    const ParallelLayout& layout = scenario.deployment.layout;
-    check_placement_file(scenario.deployment.placement,
-                         {scenario.model.experts, layout.expert_ep, layout.redundant_experts, 0},
-                         scenario.model.derived.moe_layers);
+  int gpus_needed = 0;
+  for (const auto& [group, key] : groups) {
+    group->step.weight_precision = precision_of(scenario.model.weight_dtype);
+    group->step.expert_precision = precision_of(scenario.model.expert_dtype);
+    group->step.lm_head_precision = precision_of(scenario.model.embedding_dtype);
+    validate_layout(group->layout, scenario.model, file.string() + ": " + key + ".parallel");
+    if (scenario.model.is_moe() && group->layout.redundant_experts > 0 &&
+        group->placement.kind != PlacementKind::eplb && group->placement.kind != PlacementKind::file) {
+      throw InputError(
+          file.string(), key + ".parallel.redundant_experts",
+          "redundant expert slots need \"placement\": {\"kind\": \"eplb\"} or a placement file; use "
+          "0 or one of those");
+    }
+    if (scenario.model.is_moe()) {
+      const ParallelLayout& layout = group->layout;
+      check_placement_file(group->placement,
+                           {scenario.model.experts, layout.expert_ep, layout.redundant_experts, 0},
+                           scenario.model.derived.moe_layers);
+    }
+    // Fails early, naming the deployment, when the weights do not fit.
+    plan_memory(scenario.model, scenario.gpu, group->layout, group->gpu_memory_utilization,
+                group->activation_reserve_bytes, file.string() + ": " + key);
+    gpus_needed += group->instances * group->layout.gpus();
   }
-  const int gpus_needed = scenario.deployment.instances * scenario.deployment.layout.gpus();
+  if (scenario.disaggregation) scenario.deployment = scenario.disaggregation->decode;
   if (gpus_needed > scenario.cluster.gpu_count()) {
-    throw InputError(file.string(), "deployment.instances",
-                     fmt::format("{} instances x {} GPUs need {} GPUs, but cluster \"{}\" has {}",
-                                 scenario.deployment.instances, scenario.deployment.layout.gpus(),
-                                 gpus_needed, scenario.cluster.name, scenario.cluster.gpu_count()));
+    const std::string key = scenario.disaggregation ? "deployment" : "deployment.instances";
+    const std::string needs = scenario.disaggregation
+                                  ? fmt::format("{} prefill x {} GPUs + {} decode x {} GPUs",
+                                                scenario.disaggregation->prefill.instances,
+                                                scenario.disaggregation->prefill.layout.gpus(),
+                                                scenario.disaggregation->decode.instances,
+                                                scenario.disaggregation->decode.layout.gpus())
+                                  : fmt::format("{} instances x {} GPUs", scenario.deployment.instances,
+                                                scenario.deployment.layout.gpus());
+    throw InputError(file.string(), key,
+                     fmt::format("{} need {} GPUs, but cluster \"{}\" has {}", needs, gpus_needed,
+                                 scenario.cluster.name, scenario.cluster.gpu_count()));
   }
-  // Fails early, naming the deployment, when the weights do not fit.
-  plan_memory(scenario.model, scenario.gpu, scenario.deployment.layout,
-              scenario.deployment.gpu_memory_utilization, scenario.deployment.activation_reserve_bytes,
-              file.string() + ": deployment");
   return scenario;
 }
 
@@ -234,7 +256,8 @@ nlohmann::json resolved_json(const Scenario& scenario) {
   resolved["model"] = to_json(scenario.model);
   resolved["gpu"] = to_json(scenario.gpu);
   resolved["cluster"] = to_json(scenario.cluster);
-  resolved["deployment"] = to_json(scenario.deployment);
+  resolved["deployment"] =
+      scenario.disaggregation ? to_json(*scenario.disaggregation) : to_json(scenario.deployment);
   resolved["workload"] = to_json(scenario.workload);
   if (scenario.model.is_moe()) {
     resolved["router"] = to_json(scenario.router);
@@ -252,6 +275,7 @@ SimulationInputs simulation_inputs(const Scenario& scenario) {
   inputs.gpu = &scenario.gpu;
   inputs.cluster = &scenario.cluster;
   inputs.deployment = &scenario.deployment;
+  inputs.disaggregation = scenario.disaggregation ? &*scenario.disaggregation : nullptr;
   inputs.workload = &scenario.workload;
   inputs.router = &scenario.router;
   inputs.capacity = &scenario.capacity;

@@ -37,7 +37,10 @@ struct Scenario {
   ModelSpec model;
   GpuSpec gpu;
   ClusterSpec cluster;
+  // The unified deployment; with prefill/decode disaggregation, the decode group (the layout that
+  // single-layout tools such as routing inspect look at).
   DeploymentSpec deployment;
+  std::optional<DisaggregationSpec> disaggregation;  // set when the deployment is disaggregated
   WorkloadSpec workload;
   RouterSpec router;
   CapacitySpec capacity;

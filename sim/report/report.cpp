@@ -33,6 +33,67 @@ void add_drop_rate_series(nlohmann::json& series) {
   series["moe_drop_rate"] = std::move(rate);
 }
 
+nlohmann::json busy_json(const StepTiming& busy) {
+  return {{"total", busy.total_s},       {"attention_and_dense", busy.attention_s},
+          {"experts", busy.expert_s},    {"dispatch", busy.dispatch_s},
+          {"combine", busy.combine_s},   {"tp_allreduce", busy.tp_allreduce_s},
+          {"overhead", busy.overhead_s}, {"overlap_hidden", busy.overlap_hidden_s}};
+}
+
+nlohmann::json memory_json(const MemoryPlan& memory) {
+  return {{"per_gpu_bytes",
+           {{"hbm", memory.hbm_bytes},
+            {"weights", memory.weight_bytes},
+            {"expert_weights", memory.expert_weight_bytes},
+            {"activation_reserve", memory.activation_reserve_bytes},
+            {"kv_cache", memory.kv_cache_bytes}}},
+          {"kv_bytes_per_token_per_gpu", memory.kv_bytes_per_token},
+          {"kv_token_capacity_per_attention_rank", memory.kv_token_capacity}};
+}
+
+nlohmann::json moe_summary(const std::optional<MoeLoadMetrics>& load) {
+  if (!load) return nullptr;
+  return {
+      {"total_assignments", load->assignments()},
+      {"dropped_assignments", load->dropped()},
+      {"drop_rate", ratio(static_cast<double>(load->dropped()), static_cast<double>(load->assignments()))},
+      {"imbalance",
+       {{"expert_max_over_mean", imbalance(load->expert_imbalance())},
+        {"rank_max_over_mean", imbalance(load->rank_imbalance())}}}};
+}
+
+nlohmann::json instance_kind_json(const InstanceKindResult& kind, const std::optional<MoeLoadMetrics>& moe,
+                                  double sim_time_s) {
+  return {{"instances", kind.instances},
+          {"gpus", kind.gpus},
+          {"steps", kind.steps},
+          {"step_duration_s", latency(kind.step_s)},
+          {"busy_s", busy_json(kind.busy)},
+          {"utilization", ratio(kind.busy.total_s, kind.instances * sim_time_s)},
+          {"preemptions", kind.preemptions},
+          {"memory", memory_json(kind.memory)},
+          {"moe", moe_summary(moe)}};
+}
+
+nlohmann::json disaggregation_json(const SimulationResult& result) {
+  const DisaggregationResult& split = *result.disaggregation;
+  const double sim_time_s = ns_to_seconds(result.end_time);
+  const KvTransferResult& kv = split.kv_transfer;
+  return {{"prefill", instance_kind_json(split.prefill, split.prefill_moe, sim_time_s)},
+          {"decode", instance_kind_json(split.decode, result.moe, sim_time_s)},
+          {"requests",
+           {{"finished_at_prefill", split.finished_at_prefill},
+            {"handed_off", kv.started},
+            {"decoded", split.decoded}}},
+          {"kv_transfer",
+           {{"started", kv.started},
+            {"completed", kv.completed},
+            {"bytes", kv.bytes},
+            {"mean_bytes", ratio(kv.bytes, static_cast<double>(kv.started))},
+            {"wait_s", latency(kv.wait_s)},
+            {"transfer_s", latency(kv.transfer_s)}}}};
+}
+
 }  // namespace
 
 nlohmann::json build_report(const Scenario& scenario, const SimulationResult& result,
@@ -59,23 +120,15 @@ nlohmann::json build_report(const Scenario& scenario, const SimulationResult& re
   summary["tpot_s"] = latency(result.tpot_s);
   summary["e2e_s"] = latency(result.e2e_s);
   summary["queue_s"] = latency(result.queue_s);
-  const auto gpus = scenario.deployment.instances * result.gpus_per_instance;
+  const auto gpus = result.gpus;
   summary["gpus"] = gpus;
   summary["output_tokens_per_s_per_gpu"] =
       ratio(static_cast<double>(result.completed_output_tokens), makespan_s) / std::max(1, gpus);
   report["summary"] = std::move(summary);
 
-  report["steps"] = {{"count", result.steps},
-                     {"duration_s", latency(result.step_s)},
-                     {"busy_s",
-                      {{"total", result.busy.total_s},
-                       {"attention_and_dense", result.busy.attention_s},
-                       {"experts", result.busy.expert_s},
-                       {"dispatch", result.busy.dispatch_s},
-                       {"combine", result.busy.combine_s},
-                       {"tp_allreduce", result.busy.tp_allreduce_s},
-                       {"overhead", result.busy.overhead_s},
-                       {"overlap_hidden", result.busy.overlap_hidden_s}}}};
+  report["steps"] = {
+      {"count", result.steps}, {"duration_s", latency(result.step_s)}, {"busy_s", busy_json(result.busy)}};
+  if (result.disaggregation) report["disaggregation"] = disaggregation_json(result);
 
   nlohmann::json moe;
   if (result.moe) {
@@ -107,15 +160,7 @@ nlohmann::json build_report(const Scenario& scenario, const SimulationResult& re
                        {"combine_s", result.busy.combine_s},
                        {"tp_allreduce_s", result.busy.tp_allreduce_s},
                        {"bytes", result.busy.network_bytes}};
-  const MemoryPlan& memory = result.memory;
-  report["memory"] = {{"per_gpu_bytes",
-                       {{"hbm", memory.hbm_bytes},
-                        {"weights", memory.weight_bytes},
-                        {"expert_weights", memory.expert_weight_bytes},
-                        {"activation_reserve", memory.activation_reserve_bytes},
-                        {"kv_cache", memory.kv_cache_bytes}}},
-                      {"kv_bytes_per_token_per_gpu", memory.kv_bytes_per_token},
-                      {"kv_token_capacity_per_attention_rank", memory.kv_token_capacity}};
+  report["memory"] = memory_json(result.memory);
   report["cost_model"] = result.cost_model;
   report["timeseries"] = result.timeseries.to_json();
   if (result.moe) add_drop_rate_series(report["timeseries"]);

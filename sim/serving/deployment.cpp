@@ -17,9 +17,18 @@ int bounded_int(const JsonReader& reader, std::string_view key, std::int64_t fal
   return static_cast<int>(value);
 }
 
-}  // namespace
+void parse_precisions(const JsonReader& reader, StepCostOptions& step) {
+  if (auto precision = reader.optional_object("precision")) {
+    step.weight_precision = parse_precision(*precision, "weights", step.weight_precision);
+    step.expert_precision = parse_precision(*precision, "experts", step.expert_precision);
+    step.dispatch_precision = parse_precision(*precision, "dispatch", step.dispatch_precision);
+    step.combine_precision = parse_precision(*precision, "combine", step.combine_precision);
+    precision->finish();
+  }
+}
 
-DeploymentSpec parse_deployment(const JsonReader& reader, const std::filesystem::path& base_dir) {
+DeploymentSpec parse_group(const JsonReader& reader, const std::filesystem::path& base_dir,
+                           bool with_precision) {
   DeploymentSpec spec;
   spec.instances = bounded_int(reader, "instances", 1);
   if (auto parallel = reader.optional_object("parallel")) spec.layout = parse_parallel_layout(*parallel);
@@ -45,18 +54,42 @@ DeploymentSpec parse_deployment(const JsonReader& reader, const std::filesystem:
                            : LoadBalancerPolicy::least_outstanding;
   if (auto placement = reader.optional_object("placement"))
     spec.placement = parse_placement(*placement, base_dir);
-  if (auto precision = reader.optional_object("precision")) {
-    spec.step.weight_precision = parse_precision(*precision, "weights", spec.step.weight_precision);
-    spec.step.expert_precision = parse_precision(*precision, "experts", spec.step.expert_precision);
-    spec.step.dispatch_precision = parse_precision(*precision, "dispatch", spec.step.dispatch_precision);
-    spec.step.combine_precision = parse_precision(*precision, "combine", spec.step.combine_precision);
-    precision->finish();
-  }
+  if (with_precision) parse_precisions(reader, spec.step);
   spec.step.overlap_micro_batches = reader.boolean("overlap_micro_batches", spec.step.overlap_micro_batches);
   spec.step.kernels_per_layer =
       static_cast<int>(reader.non_negative_integer("kernels_per_layer", spec.step.kernels_per_layer));
   reader.finish();
   return spec;
+}
+
+}  // namespace
+
+DeploymentSpec parse_deployment(const JsonReader& reader, const std::filesystem::path& base_dir) {
+  return parse_group(reader, base_dir, true);
+}
+
+bool is_disaggregated(const JsonReader& reader) {
+  return reader.has("prefill") || reader.has("decode");
+}
+
+DisaggregationSpec parse_disaggregation(const JsonReader& reader, const std::filesystem::path& base_dir) {
+  DisaggregationSpec spec;
+  spec.prefill = parse_group(reader.object("prefill"), base_dir, false);
+  spec.decode = parse_group(reader.object("decode"), base_dir, false);
+  StepCostOptions shared;
+  parse_precisions(reader, shared);
+  for (DeploymentSpec* group : {&spec.prefill, &spec.decode}) {
+    group->step.weight_precision = shared.weight_precision;
+    group->step.expert_precision = shared.expert_precision;
+    group->step.dispatch_precision = shared.dispatch_precision;
+    group->step.combine_precision = shared.combine_precision;
+  }
+  reader.finish();
+  return spec;
+}
+
+nlohmann::json to_json(const DisaggregationSpec& spec) {
+  return {{"prefill", to_json(spec.prefill)}, {"decode", to_json(spec.decode)}};
 }
 
 nlohmann::json to_json(const DeploymentSpec& spec) {

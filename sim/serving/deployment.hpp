@@ -31,6 +31,16 @@ struct DeploymentSpec {
   StepCostOptions step;
 };
 
+// Prefill/decode disaggregation: prefill instances compute prompts and first tokens, then each request's
+// KV cache moves over the cluster to a decode instance, which generates the rest. Prefill instances take
+// the first GPUs, decode instances the next ones. Each group's load_balancer picks its DP rank: the
+// prefill group's for an arriving request, the decode group's (among ranks with room for the KV cache)
+// when a prefill finishes.
+struct DisaggregationSpec {
+  DeploymentSpec prefill;
+  DeploymentSpec decode;
+};
+
 // Reads the scenario's "deployment" object:
 // {"instances", "parallel": {attention_tp, attention_dp, expert_ep, expert_tp, redundant_experts},
 //  "scheduler": {max_sequences, max_batched_tokens, chunked_prefill, kv_block_tokens, prefix_caching},
@@ -39,5 +49,12 @@ struct DeploymentSpec {
 // Relative paths inside (a placement file) are resolved against `base_dir`.
 DeploymentSpec parse_deployment(const JsonReader& reader, const std::filesystem::path& base_dir = ".");
 nlohmann::json to_json(const DeploymentSpec& spec);
+
+// A disaggregated "deployment" object has "prefill" and "decode" groups (each a deployment object
+// without "precision") and an optional "precision" that both share.
+bool is_disaggregated(const JsonReader& reader);
+DisaggregationSpec parse_disaggregation(const JsonReader& reader,
+                                        const std::filesystem::path& base_dir = ".");
+nlohmann::json to_json(const DisaggregationSpec& spec);
 
 }  // namespace moesim

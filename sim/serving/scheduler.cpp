@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "sim/common/error.hpp"
 
 namespace moesim {
@@ -30,8 +32,9 @@ void BatchShape::clear() {
 
 BatchScheduler::BatchScheduler(const SchedulerSpec& spec, std::int64_t kv_token_capacity,
                                std::int32_t prefix_block_tokens, std::int32_t sliding_window,
-                               int routing_components)
+                               int routing_components, InstanceRole role)
     : spec_(spec),
+      role_(role),
       total_blocks_(kv_token_capacity / spec.kv_block_tokens),
       free_blocks_(total_blocks_),
       prefix_block_tokens_(prefix_block_tokens),
@@ -53,7 +56,8 @@ double BatchScheduler::kv_utilization() const {
 }
 
 void BatchScheduler::enqueue(Request request, SimTime now, RequestObserver& observer) {
-  const std::int64_t lifetime_tokens = std::int64_t{request.input_tokens} + request.output_tokens;
+  const std::int64_t lifetime_tokens =
+      std::int64_t{request.input_tokens} + (role_ == InstanceRole::prefill ? 0 : request.output_tokens);
   const bool prompt_never_fits_a_step =
       !spec_.chunked_prefill && request.input_tokens > spec_.max_batched_tokens;
   if (blocks_for(lifetime_tokens) > total_blocks_ || prompt_never_fits_a_step) {
@@ -64,6 +68,43 @@ void BatchScheduler::enqueue(Request request, SimTime now, RequestObserver& obse
   sequence.prompt_target = request.input_tokens;
   sequence.request = std::move(request);
   waiting_.push_back(std::move(sequence));
+}
+
+void BatchScheduler::release_handed_off(std::uint64_t request_id) {
+  const auto found = handed_off_blocks_.find(request_id);
+  if (found == handed_off_blocks_.end())
+    throw InternalError(fmt::format("request {} holds no handed-off KV blocks here", request_id));
+  free_blocks_ += found->second;
+  handed_off_blocks_.erase(found);
+}
+
+bool BatchScheduler::reserve_transfer(std::int32_t prompt_tokens) {
+  if (!can_reserve_transfer(prompt_tokens)) return false;
+  free_blocks_ -= blocks_for(std::int64_t{prompt_tokens} + 1);
+  ++incoming_transfers_;
+  trim_prefix_cache();
+  return true;
+}
+
+void BatchScheduler::enqueue_transferred(const FinishedRequest& prefilled, SimTime now) {
+  if (incoming_transfers_ == 0) throw InternalError("a KV transfer arrived without a reservation");
+  --incoming_transfers_;
+  Sequence sequence;
+  sequence.request.id = prefilled.id;
+  sequence.request.arrival = prefilled.arrival;
+  sequence.request.input_tokens = prefilled.input_tokens;
+  sequence.request.output_tokens = prefilled.output_tokens;
+  sequence.request.traffic_class = prefilled.traffic_class;
+  sequence.request.routing_component = prefilled.routing_component;
+  sequence.prompt_target = prefilled.input_tokens;
+  sequence.prefilled = prefilled.input_tokens;
+  sequence.generated = 1;
+  sequence.blocks = blocks_for(std::int64_t{prefilled.input_tokens} + 1);
+  sequence.cached_tokens = prefilled.cached_prompt_tokens;
+  sequence.preemptions = prefilled.preemptions;
+  sequence.first_scheduled = prefilled.first_scheduled;
+  sequence.first_token = now;
+  transferred_.push_back(std::move(sequence));
 }
 
 void BatchScheduler::release(Sequence& sequence) {
@@ -150,6 +191,16 @@ void BatchScheduler::add_prefill(Sequence& sequence, std::int32_t chunk) {
   if (sequence.prefilled + chunk == sequence.prompt_target) ++shape_.logits;
 }
 
+void BatchScheduler::add_decode(Sequence& sequence, std::int64_t context) {
+  sequence.scheduled_tokens = 1;
+  ++shape_.decode_sequences;
+  if (!shape_.routing_tokens.empty()) ++shape_.routing_tokens[sequence.request.routing_component];
+  ++shape_.logits;
+  shape_.decode_context += context;
+  shape_.decode_windowed_context +=
+      sliding_window_ > 0 ? std::min<std::int64_t>(context, sliding_window_) : context;
+}
+
 const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observer) {
   shape_.clear();
   preempted_this_step_ = false;
@@ -181,16 +232,20 @@ const BatchShape& BatchScheduler::plan_step(SimTime now, RequestObserver& observ
     if (in_prefill) {
       add_prefill(sequence, static_cast<std::int32_t>(tokens));
     } else {
-      sequence.scheduled_tokens = 1;
-      ++shape_.decode_sequences;
-      if (!shape_.routing_tokens.empty()) ++shape_.routing_tokens[sequence.request.routing_component];
-      ++shape_.logits;
-      shape_.decode_context += kv_needed;
-      shape_.decode_windowed_context +=
-          sliding_window_ > 0 ? std::min<std::int64_t>(kv_needed, sliding_window_) : kv_needed;
+      add_decode(sequence, kv_needed);
     }
     budget -= tokens;
     ++i;
+  }
+
+  // Transferred sequences hold the blocks of their first decode token already.
+  while (!transferred_.empty() && budget > 0 &&
+         static_cast<std::int64_t>(running_.size()) < spec_.max_sequences) {
+    running_.push_back(std::move(transferred_.front()));
+    transferred_.pop_front();
+    Sequence& sequence = running_.back();
+    add_decode(sequence, std::int64_t{sequence.request.input_tokens} + sequence.generated);
+    --budget;
   }
 
   // As vLLM does, a step that had to preempt admits nothing, so the victim is not
@@ -237,6 +292,7 @@ FinishedRequest BatchScheduler::milestones(const Sequence& sequence) const {
   result.cached_prompt_tokens = sequence.cached_tokens;
   result.preemptions = sequence.preemptions;
   result.traffic_class = sequence.request.traffic_class;
+  result.routing_component = sequence.request.routing_component;
   return result;
 }
 
@@ -251,6 +307,13 @@ void BatchScheduler::complete_step(SimTime now, RequestObserver& observer) {
           ++sequence.generated;
           if (sequence.first_token < 0) {
             sequence.first_token = now;
+            if (role_ == InstanceRole::prefill && sequence.generated < sequence.request.output_tokens) {
+              // Decoding happens elsewhere: the KV blocks stay until the transfer has read them.
+              handed_off_blocks_.emplace(sequence.request.id, sequence.blocks);
+              remember_prefix(sequence);
+              observer.on_prefilled(milestones(sequence));
+              continue;
+            }
             observer.on_first_token(milestones(sequence));
           }
         }

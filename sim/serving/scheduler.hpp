@@ -53,6 +53,14 @@ struct FinishedRequest {
   std::int32_t cached_prompt_tokens = 0;
   std::int32_t preemptions = 0;
   std::int32_t traffic_class = 0;
+  std::int32_t routing_component = 0;
+};
+
+// What an instance does with its requests (prefill/decode disaggregation).
+enum class InstanceRole {
+  unified,  // prefill and decode on the same GPUs
+  prefill,  // prompts only: a request leaves after its first token, its KV cache held until transferred
+  decode,   // requests arrive with their prompt's KV cache already transferred in
 };
 
 // Receives per-request milestones as steps complete.
@@ -60,6 +68,9 @@ class RequestObserver {
  public:
   virtual ~RequestObserver() = default;
   virtual void on_first_token(const FinishedRequest& request) = 0;  // finished field unset
+  // A prefill instance computed the request's prompt and first token (first_token set); its KV blocks
+  // stay held until release_handed_off(). Requests of one output token finish instead.
+  virtual void on_prefilled(const FinishedRequest& request) = 0;
   virtual void on_finished(const FinishedRequest& request) = 0;
   virtual void on_rejected(const Request& request, SimTime now) = 0;
   virtual void on_preempted(SimTime now) = 0;
@@ -75,20 +86,40 @@ class BatchScheduler {
  public:
   // `routing_components`: the router's components (BatchShape::routing_tokens), 1 for none.
   BatchScheduler(const SchedulerSpec& spec, std::int64_t kv_token_capacity, std::int32_t prefix_block_tokens,
-                 std::int32_t sliding_window, int routing_components = 1);
+                 std::int32_t sliding_window, int routing_components = 1,
+                 InstanceRole role = InstanceRole::unified);
 
   // Queues a request. One that can never run (its prompt and output exceed the KV
   // cache, or its prompt exceeds the step budget without chunked prefill) is rejected.
+  // On a prefill instance only the prompt's KV cache counts.
   void enqueue(Request request, SimTime now, RequestObserver& observer);
+  // Whether a sequence of `tokens` fits the KV cache when nothing else holds it.
+  bool could_ever_hold(std::int64_t tokens) const { return blocks_for(tokens) <= total_blocks_; }
+
+  // Prefill role: frees the KV blocks of a request handed off by on_prefilled().
+  void release_handed_off(std::uint64_t request_id);
+  // Decode role: reserves the KV blocks of a prompt about to be transferred in, plus its first decode
+  // token; false when they are not free now or preempted sequences wait for blocks here (the transfer
+  // must wait: back-pressure).
+  bool reserve_transfer(std::int32_t prompt_tokens);
+  bool can_reserve_transfer(std::int32_t prompt_tokens) const {
+    return waiting_.empty() && blocks_for(std::int64_t{prompt_tokens} + 1) <= free_blocks_;
+  }
+  // Decode role: the transfer reserved above arrived at `now`; the request waits for its first decode
+  // step with its KV cache present (no prefill), admitted before preempted sequences since it needs no
+  // more blocks. `prefilled` carries the prefill's milestones.
+  void enqueue_transferred(const FinishedRequest& prefilled, SimTime now);
+
   // Chooses the next step's work. Call complete_step() before the next plan_step().
   const BatchShape& plan_step(SimTime now, RequestObserver& observer);
   // Applies the planned step, which ended at `now`.
   void complete_step(SimTime now, RequestObserver& observer);
 
-  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  bool has_work() const { return !running_.empty() || !waiting_.empty() || !transferred_.empty(); }
   std::size_t running() const { return running_.size(); }
-  std::size_t waiting() const { return waiting_.size(); }
-  std::size_t outstanding() const { return running_.size() + waiting_.size(); }
+  std::size_t waiting() const { return waiting_.size() + transferred_.size(); }
+  // Requests this rank serves or will serve: running, waiting and (decode) transfers reserved.
+  std::size_t outstanding() const { return running() + waiting() + incoming_transfers_; }
   double kv_utilization() const;
   std::int64_t kv_blocks_total() const { return total_blocks_; }
 
@@ -116,17 +147,22 @@ class BatchScheduler {
   void remember_prefix(const Sequence& sequence);
   void trim_prefix_cache();
   void add_prefill(Sequence& sequence, std::int32_t chunk);
+  void add_decode(Sequence& sequence, std::int64_t context);
   FinishedRequest milestones(const Sequence& sequence) const;
 
   SchedulerSpec spec_;
+  InstanceRole role_;
   std::int64_t total_blocks_;
   std::int64_t free_blocks_;
   std::int32_t prefix_block_tokens_;
   std::int32_t sliding_window_;
   std::vector<Sequence> running_;  // in admission order
   std::deque<Sequence> waiting_;
+  std::deque<Sequence> transferred_;  // decode: KV cache present, blocks held, not yet running
   BatchShape shape_;
   bool preempted_this_step_ = false;
+  std::unordered_map<std::uint64_t, std::int32_t> handed_off_blocks_;  // prefill: KV held for transfer
+  std::size_t incoming_transfers_ = 0;                                 // decode: reserved, not arrived
   // Prefix cache: block ids whose KV sits in free blocks, least recently used first.
   // Its size never exceeds the free blocks: allocation evicts from the front.
   std::list<std::uint64_t> prefix_lru_;

@@ -37,7 +37,8 @@ struct SimulationInputs {
   const ModelSpec* model = nullptr;
   const GpuSpec* gpu = nullptr;
   const ClusterSpec* cluster = nullptr;
-  const DeploymentSpec* deployment = nullptr;
+  const DeploymentSpec* deployment = nullptr;          // ignored when disaggregation is set
+  const DisaggregationSpec* disaggregation = nullptr;  // null: unified instances
   const WorkloadSpec* workload = nullptr;
   const RouterSpec* router = nullptr;
   const CapacitySpec* capacity = nullptr;
@@ -73,6 +74,35 @@ enum SeriesColumnId : int {
   kSeriesColumnCount
 };
 
+// One kind of instance of a disaggregated run (summed over its instances).
+struct InstanceKindResult {
+  int instances = 0;
+  int gpus = 0;
+  std::uint64_t steps = 0;
+  Histogram step_s;
+  StepTiming busy;
+  std::uint64_t preemptions = 0;
+  MemoryPlan memory;
+};
+
+// KV caches moved from prefill to decode instances.
+struct KvTransferResult {
+  std::uint64_t started = 0;
+  std::uint64_t completed = 0;
+  double bytes = 0;
+  Histogram wait_s;      // prefill's first token -> transfer start (no decode rank had room: back-pressure)
+  Histogram transfer_s;  // transfer start -> KV cache present at the decode rank (links shared)
+};
+
+struct DisaggregationResult {
+  InstanceKindResult prefill;
+  InstanceKindResult decode;
+  std::optional<MoeLoadMetrics> prefill_moe;  // the decode instances' are SimulationResult::moe
+  KvTransferResult kv_transfer;
+  std::uint64_t finished_at_prefill = 0;  // one output token: done at the prefill instance, no transfer
+  std::uint64_t decoded = 0;              // finished at a decode instance (each after one transfer)
+};
+
 struct SimulationResult {
   std::uint64_t arrived = 0;
   std::uint64_t completed = 0;
@@ -91,11 +121,13 @@ struct SimulationResult {
 
   std::uint64_t steps = 0;
   Histogram step_s;
-  StepTiming busy;  // summed over all steps of all instances
-  std::optional<MoeLoadMetrics> moe;
+  StepTiming busy;                    // summed over all steps of all instances
+  std::optional<MoeLoadMetrics> moe;  // with disaggregation: the decode instances'
 
-  MemoryPlan memory;
+  MemoryPlan memory;  // with disaggregation: a decode GPU's
   int gpus_per_instance = 0;
+  int gpus = 0;  // all instances
+  std::optional<DisaggregationResult> disaggregation;
   TimeSeries timeseries{60 * kNanosecondsPerSecond, {}};
   nlohmann::json cost_model;
 

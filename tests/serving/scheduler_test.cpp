@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "sim/common/error.hpp"
 #include "sim/serving/scheduler.hpp"
 
 using namespace moesim;
@@ -9,9 +10,10 @@ using namespace moesim;
 namespace {
 
 struct Recorder : RequestObserver {
-  std::vector<FinishedRequest> first_tokens, finished;
+  std::vector<FinishedRequest> first_tokens, finished, prefilled;
   int rejected = 0, preempted = 0;
   void on_first_token(const FinishedRequest& r) override { first_tokens.push_back(r); }
+  void on_prefilled(const FinishedRequest& r) override { prefilled.push_back(r); }
   void on_finished(const FinishedRequest& r) override { finished.push_back(r); }
   void on_rejected(const Request&, SimTime) override { ++rejected; }
   void on_preempted(SimTime) override { ++preempted; }
@@ -173,4 +175,78 @@ TEST_CASE("a step that preempts admits nothing, so victims do not thrash", "[ser
   // recompute of at most prompt + output tokens, and they collide at most twice.
   CHECK(recorder.preempted <= 2);
   CHECK(prefilled <= 2 * 32 + recorder.preempted * (32 + 40));
+}
+
+TEST_CASE("prefill role: hand-off after the first token, KV held until released",
+          "[serving][scheduler][disagg]") {
+  SchedulerSpec spec;
+  spec.kv_block_tokens = 16;
+  // 10 blocks of 16 tokens.
+  BatchScheduler prefill(spec, 160, 0, 0, 1, InstanceRole::prefill);
+  Recorder recorder;
+  prefill.enqueue(make_request(1, 100, 50), 0, recorder);  // 7 blocks; its output does not count here
+  prefill.enqueue(make_request(2, 40, 1), 0, recorder);    // one output token: finishes here
+  CHECK(recorder.rejected == 0);
+  CHECK(drain(prefill, recorder) == 1);
+  REQUIRE(recorder.prefilled.size() == 1);
+  CHECK(recorder.prefilled[0].id == 1);
+  CHECK(recorder.prefilled[0].first_token == 1);
+  CHECK(recorder.prefilled[0].first_scheduled == 0);
+  REQUIRE(recorder.finished.size() == 1);
+  CHECK(recorder.finished[0].id == 2);
+  CHECK(recorder.first_tokens.size() == 1);        // only the one that finished here
+  CHECK(prefill.kv_utilization() == Approx(0.7));  // request 1's 7 blocks stay for the transfer
+  // A prompt that does not fit next to the held blocks waits; releasing them lets it run.
+  prefill.enqueue(make_request(3, 64, 9), 1, recorder);
+  CHECK(prefill.plan_step(1, recorder).empty());
+  prefill.release_handed_off(1);
+  CHECK(prefill.kv_utilization() == 0);
+  CHECK(prefill.plan_step(1, recorder).prefill_tokens == 64);
+  CHECK_THROWS_AS(prefill.release_handed_off(1), InternalError);
+}
+
+TEST_CASE("decode role: reserved KV, then decode steps only", "[serving][scheduler][disagg]") {
+  SchedulerSpec spec;
+  spec.kv_block_tokens = 16;
+  BatchScheduler decode(spec, 160, 0, 0, 1, InstanceRole::decode);
+  Recorder recorder;
+  CHECK(decode.could_ever_hold(160));
+  CHECK_FALSE(decode.could_ever_hold(161));
+  REQUIRE(decode.reserve_transfer(100));  // 7 blocks
+  CHECK(decode.outstanding() == 1);
+  CHECK_FALSE(decode.can_reserve_transfer(64));  // 4 blocks > the 3 left
+  CHECK_FALSE(decode.reserve_transfer(64));
+  CHECK(decode.kv_utilization() == Approx(0.7));
+  CHECK_FALSE(decode.has_work());
+  FinishedRequest prefilled;
+  prefilled.id = 5;
+  prefilled.arrival = 2;
+  prefilled.first_scheduled = 3;
+  prefilled.first_token = 10;
+  prefilled.input_tokens = 100;
+  prefilled.output_tokens = 4;
+  decode.enqueue_transferred(prefilled, 20);
+  CHECK(decode.outstanding() == 1);
+  std::vector<BatchShape> shapes;
+  int steps = 0;
+  SimTime now = 20;
+  while (decode.has_work()) {
+    shapes.push_back(decode.plan_step(now, recorder));
+    decode.complete_step(++now, recorder);
+    ++steps;
+  }
+  // Three more tokens after the prefill's first: three decode steps, no prompt computed here.
+  CHECK(steps == 3);
+  for (const auto& shape : shapes) {
+    CHECK(shape.prefill_tokens == 0);
+    CHECK(shape.decode_sequences == 1);
+  }
+  CHECK(shapes[0].decode_context == 101);
+  REQUIRE(recorder.finished.size() == 1);
+  CHECK(recorder.finished[0].first_token == 20);  // the KV cache's arrival
+  CHECK(recorder.finished[0].first_scheduled == 3);
+  CHECK(recorder.finished[0].finished == 23);
+  CHECK(recorder.first_tokens.empty());
+  CHECK(decode.kv_utilization() == 0);
+  CHECK_THROWS_AS(decode.enqueue_transferred(prefilled, 30), InternalError);
 }

@@ -37,10 +37,11 @@ TEST_CASE("shipped clusters load with the REFERENCE.md figures and round-trip", 
   CHECK(h800.nic->bandwidth_Gbps == 400);
   CHECK(h800.fabric->kind == FabricKind::leaf_spine);
   CHECK(load_cluster(kClusters + "h800-8x18.json").gpu_count() == 144);
+  CHECK(load_cluster(kClusters + "h800-8x22.json").gpu_count() == 176);
   CHECK(load_cluster(kClusters + "h100-8x12.json").gpu_count() == 96);
   CHECK(load_cluster(kClusters + "h100-8x1.json").scale_up->bandwidth_GBps == 450);
   CHECK(load_cluster(kClusters + "a100-8x1.json").scale_up->bandwidth_GBps == 300);
-  for (const char* name : {"h100-8x1", "h100-8x12", "h800-8x4", "h800-8x18", "a100-8x1"}) {
+  for (const char* name : {"h100-8x1", "h100-8x12", "h800-8x4", "h800-8x18", "h800-8x22", "a100-8x1"}) {
     const auto spec = load_cluster(kClusters + name + ".json");
     CHECK(to_json(parse_cluster(to_json(spec), "again")) == to_json(spec));
   }

@@ -84,6 +84,20 @@ void print_summary(const nlohmann::json& report, const std::filesystem::path& pa
         moe["imbalance"]["rank_max_over_mean"]["mean"].get<double>(),
         moe["imbalance"]["rank_max_over_mean"]["p99"].get<double>());
   }
+  if (report.contains("disaggregation")) {
+    const auto& split = report["disaggregation"];
+    for (const char* kind : {"prefill", "decode"}) {
+      const auto& group = split[kind];
+      fmt::print("{:<11} {} instance(s) on {} GPUs  {} steps  utilization {:.2f}  preemptions {}\n", kind,
+                 group["instances"].get<int>(), group["gpus"].get<int>(), group["steps"].get<std::uint64_t>(),
+                 group["utilization"].get<double>(), group["preemptions"].get<std::uint64_t>());
+    }
+    const auto& kv = split["kv_transfer"];
+    fmt::print("kv transfer {} done  {:.2f} MB mean  wait p99 {:.4f} s  transfer p50 {:.4f} p99 {:.4f} s\n",
+               kv["completed"].get<std::uint64_t>(), kv["mean_bytes"].get<double>() / 1e6,
+               kv["wait_s"]["p99"].get<double>(), kv["transfer_s"]["p50"].get<double>(),
+               kv["transfer_s"]["p99"].get<double>());
+  }
   const auto& simulator = report["simulator"];
   fmt::print("simulator   {:.2f} s wall  {} events  {:.0f} simulated s\n", simulator["wall_s"].get<double>(),
              simulator["events"].get<std::uint64_t>(), simulator["sim_time_s"].get<double>());
@@ -122,20 +136,25 @@ void run(const RunOptions& options) {
 
 void validate(const std::string& file, const std::vector<std::string>& overrides) {
   const Scenario scenario = load_scenario(file, overrides);
-  const auto& layout = scenario.deployment.layout;
-  const MemoryPlan memory =
-      plan_memory(scenario.model, scenario.gpu, layout, scenario.deployment.gpu_memory_utilization,
-                  scenario.deployment.activation_reserve_bytes);
   fmt::print("{}: valid\n", file);
   fmt::print("  model      {} ({:.1f} B params, {:.1f} B active per token)\n", scenario.model.name,
              scenario.model.derived.total_params / 1e9, scenario.model.derived.active_params_per_token / 1e9);
   fmt::print("  cluster    {} ({} GPUs of {})\n", scenario.cluster.name,
              scenario.cluster.nodes * scenario.cluster.gpus_per_node, scenario.gpu.name);
-  fmt::print("  deployment {} instance(s) x {} GPUs: attention TP{} x DP{}, experts EP{} x TP{}\n",
-             scenario.deployment.instances, layout.gpus(), layout.attention_tp, layout.attention_dp,
-             layout.expert_ep, layout.expert_tp);
-  fmt::print("  memory     {:.1f} GB weights, {:.1f} GB KV cache per GPU = {} tokens per attention rank\n",
-             memory.weight_bytes / 1e9, memory.kv_cache_bytes / 1e9, memory.kv_token_capacity);
+  std::vector<std::pair<std::string, const DeploymentSpec*>> groups{{"deployment", &scenario.deployment}};
+  if (scenario.disaggregation) {
+    groups = {{"prefill", &scenario.disaggregation->prefill}, {"decode", &scenario.disaggregation->decode}};
+  }
+  for (const auto& [name, group] : groups) {
+    const auto& layout = group->layout;
+    const MemoryPlan memory = plan_memory(scenario.model, scenario.gpu, layout, group->gpu_memory_utilization,
+                                          group->activation_reserve_bytes);
+    fmt::print("  {:<10} {} instance(s) x {} GPUs: attention TP{} x DP{}, experts EP{} x TP{}\n", name,
+               group->instances, layout.gpus(), layout.attention_tp, layout.attention_dp, layout.expert_ep,
+               layout.expert_tp);
+    fmt::print("  memory     {:.1f} GB weights, {:.1f} GB KV cache per GPU = {} tokens per attention rank\n",
+               memory.weight_bytes / 1e9, memory.kv_cache_bytes / 1e9, memory.kv_token_capacity);
+  }
 }
 
 }  // namespace
