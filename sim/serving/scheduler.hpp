@@ -100,7 +100,7 @@ class BatchScheduler {
   void release_handed_off(std::uint64_t request_id);
   // Decode role: reserves the KV blocks of a prompt about to be transferred in, plus its first decode
   // token; false when they are not free now or preempted sequences wait for blocks here (the transfer
-  // must wait: back-pressure).
+  // must wait: back-pressure). Assumption (moesim's own): preempted sequences go before new transfers.
   bool reserve_transfer(std::int32_t prompt_tokens);
   bool can_reserve_transfer(std::int32_t prompt_tokens) const {
     return waiting_.empty() && blocks_for(std::int64_t{prompt_tokens} + 1) <= free_blocks_;

@@ -428,7 +428,9 @@ class Simulation final : public EventHandler, public RequestObserver {
       ++kv.completed;
       kv.transfer_s.record(ns_to_seconds(now - done.started));
       scheduler(done.prefill).release_handed_off(id);
-      // The first token reaches the user with the KV cache at the decode instance.
+      // Assumption (moesim's own; DistServe and Mooncake measure TTFT at the prefill instance): the
+      // first token reaches the user with the KV cache at the decode instance, so TTFT includes the
+      // transfer and any wait for decode room.
       result_.ttft_s.record(ns_to_seconds(now - done.request.arrival));
       decoding_.insert(id);
       scheduler(done.decode).enqueue_transferred(done.request, now);

@@ -170,6 +170,8 @@ void add_bench_command(CLI::App& app) {
     bench_scenario("vidur llama-2-70b", scenarios / "llama2-70b-a100-tp2-azure-conv-vidur.json", overrides,
                    "goal < 0.2 s, 50 MB (Vidur: ~19 s, 1.7 GB)");
     bench_scenario("mixtral-8x7b", scenarios / "mixtral-8x7b-h100x8-azure-code.json", overrides, "");
+    bench_scenario("deepseek-v3 P32/D144", scenarios / "deepseek-v3-h800-disagg-azure-conv.json", overrides,
+                   "goal < 30 s (disaggregated, 4 prefill + 18 decode nodes)");
     // As a user's sweep runs: the reports keep their per-expert load.
     bench_sweep(scenarios / "deepseek-v3-h800x32-azure-conv.json",
                 *quick ? std::vector<std::string>{"workload.duration_s=600"} : std::vector<std::string>{});
