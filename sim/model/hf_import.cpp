@@ -119,6 +119,10 @@ void read_deepseek(const JsonReader& reader, ModelSpec& spec) {
   spec.top_k = positive(reader, "num_experts_per_tok");
   spec.expert_intermediate = positive(reader, "moe_intermediate_size");
   spec.shared_experts = non_negative(reader, "n_shared_experts", 0);
+  if (present(reader, "n_group") && present(reader, "topk_group")) {
+    spec.expert_groups = positive(reader, "n_group");
+    spec.groups_per_token = positive(reader, "topk_group");
+  }
   // DeepSeek runs its shared experts as one MLP of n_shared_experts * moe_intermediate_size;
   // per expert that is the routed experts' width.
   if (spec.shared_experts > 0) spec.shared_expert_intermediate = spec.expert_intermediate;

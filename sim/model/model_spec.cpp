@@ -114,6 +114,16 @@ void check_shape(const ModelSpec& spec, std::string_view source) {
   if (spec.expert_intermediate <= 0)
     shape_error(source, "moe.expert_intermediate", "expected a positive integer");
   if (spec.shared_experts < 0) shape_error(source, "moe.shared_experts", "expected an integer >= 0");
+  if (spec.expert_groups < 0 || (spec.expert_groups > 0 && spec.experts % spec.expert_groups != 0)) {
+    shape_error(
+        source, "moe.expert_groups",
+        fmt::format("expected a divisor of the {} experts, got {}", spec.experts, spec.expert_groups));
+  }
+  if (spec.expert_groups > 0 && (spec.groups_per_token < 1 || spec.groups_per_token > spec.expert_groups)) {
+    shape_error(
+        source, "moe.groups_per_token",
+        fmt::format("expected 1..{} (expert_groups), got {}", spec.expert_groups, spec.groups_per_token));
+  }
   if (spec.shared_experts > 0 && spec.shared_expert_intermediate <= 0) {
     shape_error(source, "moe.shared_expert_intermediate", "expected a positive integer");
   }
@@ -327,6 +337,10 @@ ModelSpec parse_model(const JsonReader& reader) {
     spec.shared_experts = read_non_negative(*moe, "shared_experts", 0);
     if (spec.shared_experts > 0)
       spec.shared_expert_intermediate = read_positive(*moe, "shared_expert_intermediate");
+    if (moe->has("expert_groups") || moe->has("groups_per_token")) {
+      spec.expert_groups = read_positive(*moe, "expert_groups");
+      spec.groups_per_token = read_positive(*moe, "groups_per_token");
+    }
     moe->finish();
     spec.dense_layers = read_non_negative(reader, "dense_layers", 0);
   } else {
@@ -388,6 +402,10 @@ nlohmann::json to_json(const ModelSpec& spec) {
                           {"expert_intermediate", spec.expert_intermediate},
                           {"shared_experts", spec.shared_experts}};
     if (spec.shared_experts > 0) moe["shared_expert_intermediate"] = spec.shared_expert_intermediate;
+    if (spec.expert_groups > 0) {
+      moe["expert_groups"] = spec.expert_groups;
+      moe["groups_per_token"] = spec.groups_per_token;
+    }
     result["moe"] = moe;
   }
   result["precision"] = {{"weights", data_type_name(spec.weight_dtype)},

@@ -117,6 +117,11 @@ struct ModelSpec {
   int experts = 0;             // routed experts per MoE layer; 0 for a dense model
   int top_k = 0;
   int shared_experts = 0;
+  // Group-limited routing (DeepSeek-V3's n_group, topk_group): the routed experts form expert_groups
+  // equal groups of consecutive experts and a token's top_k lie in at most groups_per_token of them.
+  // 0: no limit.
+  int expert_groups = 0;
+  int groups_per_token = 0;
   int expert_intermediate = 0;
   int shared_expert_intermediate = 0;
 

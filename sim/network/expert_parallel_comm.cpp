@@ -46,9 +46,9 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
       (graph.link_class(link) == LinkClass::scale_up ? rate.scale_up_in : rate.scale_out_in) += achieved;
     }
   }
-  auto reciprocal = [](double rate) {
-    return rate > 0 ? 1.0 / rate : std::numeric_limits<double>::infinity();
-  };
+  // A missing port costs the largest finite value per byte: any load on it is (effectively) infinite
+  // time, while no load costs 0 (0 x infinity would be NaN).
+  auto reciprocal = [](double rate) { return rate > 0 ? 1.0 / rate : std::numeric_limits<double>::max(); };
   for (const auto& rate : rates_) {
     costs_.push_back({reciprocal(rate.scale_up_out), reciprocal(rate.scale_up_in),
                       reciprocal(rate.scale_out_out), reciprocal(rate.scale_out_in)});
@@ -80,6 +80,7 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
   node_share_.resize(layout_.node_count());
   node_tokens_.resize(layout_.node_count());
   node_reach_.resize(layout_.node_count());
+  node_selected_.resize(layout_.node_count());
   node_unique_.resize(layout_.node_count());
   rank_reach_.resize(static_cast<std::size_t>(layout_.rank_count()));
   node_active_ranks_.resize(layout_.node_count());
@@ -128,6 +129,10 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
       ++node_active_ranks_[node];
       ++active_ranks;
     }
+    if (transport_ == EpTransport::high_throughput) {
+      rank_reach_[rank] = 1 - integer_power(1 - share, traffic.top_k);
+      node_unique_[node] += rank_reach_[rank];
+    }
   }
 
   if (transport_ == EpTransport::low_latency) {
@@ -156,16 +161,33 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
     return true;
   }
 
+  const int limit = traffic.max_nodes_per_token;
+  const bool node_limited = limit > 0 && limit < layout_.node_count();
   double reach_sum = 0;
   int nodes_reached = 0;
   for (int node = 0; node < layout_.node_count(); ++node) {
-    node_reach_[node] = 1 - integer_power(1 - node_share_[node], traffic.top_k);
+    if (node_limited) {
+      const double selected = std::min(1.0, limit * node_share_[node]);
+      node_selected_[node] = selected;
+      node_reach_[node] =
+          selected > 0 ? selected * (1 - integer_power(1 - node_share_[node] / selected, traffic.top_k))
+                       : 0.0;
+      node_unique_[node] = 0;
+    } else {
+      node_reach_[node] = 1 - integer_power(1 - node_share_[node], traffic.top_k);
+    }
     reach_sum += node_reach_[node];
     if (node_reach_[node] > 0) ++nodes_reached;
   }
-  for (int rank = 0; rank < ranks; ++rank) {
-    rank_reach_[rank] = 1 - integer_power(1 - rank_share_[rank], traffic.top_k);
-    node_unique_[layout_.node(rank)] += rank_reach_[rank];
+  if (node_limited) {
+    for (int rank = 0; rank < ranks; ++rank) {
+      const int node = layout_.node(rank);
+      const double selected = node_selected_[node];
+      rank_reach_[rank] =
+          selected > 0 ? selected * (1 - integer_power(1 - rank_share_[rank] / selected, traffic.top_k))
+                       : 0.0;
+      node_unique_[node] += rank_reach_[rank];
+    }
   }
   for (int rank = 0; rank < ranks; ++rank) {
     const int node = layout_.node(rank);
@@ -193,8 +215,7 @@ double ExpertParallelComm::phase_seconds(const EpTraffic& traffic, bool reverse)
 }
 
 double ExpertParallelComm::phase_from_loads(bool reverse, double payload_scale) const {
-  // Seconds of the busiest port at payload scale 1; a port with no load costs nothing.
-  auto port = [](double load, double seconds_per_byte) { return load > 0 ? load * seconds_per_byte : 0.0; };
+  // Seconds of the busiest port at payload scale 1.
   double transfer = 0;
   for (int rank = 0; rank < layout_.rank_count(); ++rank) {
     const auto& cost = costs_[rank];
@@ -202,9 +223,13 @@ double ExpertParallelComm::phase_from_loads(bool reverse, double payload_scale) 
     const double up_in = reverse ? scale_up_out_[rank] : scale_up_in_[rank];
     const double net_out = reverse ? scale_out_in_[rank] : scale_out_out_[rank];
     const double net_in = reverse ? scale_out_out_[rank] : scale_out_in_[rank];
-    transfer = std::max({transfer, port(up_out, cost.scale_up_out), port(up_in, cost.scale_up_in),
-                         port(net_out, cost.scale_out_out), port(net_in, cost.scale_out_in)});
+    transfer = std::max({transfer, up_out * cost.scale_up_out, up_in * cost.scale_up_in,
+                         net_out * cost.scale_out_out, net_in * cost.scale_out_in});
   }
+  return phase_total(transfer, payload_scale);
+}
+
+double ExpertParallelComm::phase_total(double transfer, double payload_scale) const {
   const double cross_latency = transport_ == EpTransport::low_latency ? cross_node_latency_ : rail_latency_;
   const double latency =
       std::max(any_same_node_ ? same_node_latency_ : 0.0, any_cross_node_ ? cross_latency : 0.0);
@@ -237,12 +262,28 @@ EpPhaseCosts ExpertParallelComm::dispatch_and_combine(const EpTraffic& traffic,
                                                       double combine_bytes_per_token) const {
   EpPhaseCosts costs;
   if (!compute_loads(traffic) || !(traffic.bytes_per_token > 0)) return costs;
-  // Every load is linear in the payload, so the combine reuses the dispatch loads, reversed and rescaled.
+  // Every load is linear in the payload, so the combine reuses the dispatch loads, reversed and rescaled;
+  // one pass finds both phases' busiest port and the bytes.
+  double dispatch = 0;
+  double combine = 0;
+  double bytes = 0;
+  for (int rank = 0; rank < layout_.rank_count(); ++rank) {
+    const PortCosts& cost = costs_[rank];
+    const double up_out = scale_up_out_[rank];
+    const double up_in = scale_up_in_[rank];
+    const double net_out = scale_out_out_[rank];
+    const double net_in = scale_out_in_[rank];
+    dispatch = std::max({dispatch, up_out * cost.scale_up_out, up_in * cost.scale_up_in,
+                         net_out * cost.scale_out_out, net_in * cost.scale_out_in});
+    combine = std::max({combine, up_in * cost.scale_up_out, up_out * cost.scale_up_in,
+                        net_in * cost.scale_out_out, net_out * cost.scale_out_in});
+    bytes += up_out + net_out;
+  }
   const double combine_scale = combine_bytes_per_token / traffic.bytes_per_token;
-  costs.dispatch_seconds = phase_from_loads(false, 1.0);
-  costs.combine_seconds = phase_from_loads(true, combine_scale);
-  costs.dispatch_bytes = bytes_from_loads();
-  costs.combine_bytes = costs.dispatch_bytes * combine_scale;
+  costs.dispatch_seconds = phase_total(dispatch, 1.0);
+  costs.combine_seconds = phase_total(combine, combine_scale);
+  costs.dispatch_bytes = bytes;
+  costs.combine_bytes = bytes * combine_scale;
   return costs;
 }
 

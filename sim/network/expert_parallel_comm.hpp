@@ -14,7 +14,8 @@ struct EpTraffic {
   std::span<const double> tokens_from_rank;     // tokens originating at each EP rank
   std::span<const double> assignments_to_rank;  // routed (token, expert) pairs landing on each rank
   int top_k = 1;
-  double bytes_per_token = 0;  // one token's payload in this phase (e.g. FP8 + scales for dispatch)
+  double bytes_per_token = 0;   // one token's payload in this phase (e.g. FP8 + scales for dispatch)
+  int max_nodes_per_token = 0;  // node-limited routing (DeepSeek-V3: 4); 0 or >= the nodes: no limit
 };
 
 // Fast estimate of dispatch and combine time, O(ranks) per call, for the per-layer, per-step hot path.
@@ -26,7 +27,13 @@ struct EpTraffic {
 // so the expected distinct destination nodes per token are sum_N U_N (draws with replacement; moesim's own
 // approximation of DeepEP's per-node de-duplication, REFERENCE.md §2). From these, each GPU's egress and
 // ingress bytes on its scale-up port and its NIC follow in closed form; the slowest port decides, plus the
-// longest path latency, the launch overhead and the per-peer overhead of the busiest sender. For traffic
+// longest path latency, the launch overhead and the per-peer overhead of the busiest sender.
+// Node-limited routing (at most M nodes per token, fewer than the group spans) changes the high-throughput
+// reaches: assumption (moesim's own) that a token first selects M nodes, node N with probability
+// s_N = min(1, M P_N), then places its top_k inside them in proportion to load, so it reaches node N with
+// probability s_N (1 - (1 - P_N / s_N)^top_k) and rank d of N with s_N (1 - (1 - p_d / s_N)^top_k) (exact for
+// uniform routing over equal nodes; the independent form overestimates DeepSeek-V3's RDMA traffic by up to
+// ~40 %). Low-latency kernels send every (token, expert) pair, so the limit does not change them. For traffic
 // that really is proportional this equals all_to_all_cost on the matching matrix whenever links above the
 // GPUs' first hop are not the bottleneck (true for a non-oversubscribed fabric).
 //
@@ -63,7 +70,7 @@ class ExpertParallelComm {
     double scale_out_out = 0;
     double scale_out_in = 0;
   };
-  // Seconds per byte of each port (the reciprocals of PortRates; infinite for a missing port).
+  // Seconds per byte of each port (the reciprocals of PortRates; the largest double for a missing port).
   struct PortCosts {
     double scale_up_out = 0;
     double scale_up_in = 0;
@@ -74,6 +81,8 @@ class ExpertParallelComm {
   bool compute_loads(const EpTraffic& traffic) const;
   double phase_seconds(const EpTraffic& traffic, bool reverse) const;
   double phase_from_loads(bool reverse, double payload_scale) const;
+  // The phase's time from its busiest port's seconds at payload scale 1.
+  double phase_total(double transfer, double payload_scale) const;
   double bytes_from_loads() const;
 
   EpLayout layout_;
@@ -91,6 +100,7 @@ class ExpertParallelComm {
   mutable std::vector<double> node_share_;       // P_N
   mutable std::vector<double> node_tokens_;      // tokens originating on node N
   mutable std::vector<double> node_reach_;       // U_N
+  mutable std::vector<double> node_selected_;    // s_N under node-limited routing
   mutable std::vector<double> node_unique_;      // sum of u_d over the node's ranks
   mutable std::vector<double> rank_reach_;       // u_d: a token reaches rank d at least once
   mutable std::vector<int> node_active_ranks_;   // ranks of the node with p_d > 0

@@ -7,6 +7,37 @@
 
 namespace moesim {
 
+namespace {
+
+// The most nodes one token's experts can reach in each MoE layer under group-limited routing: groups per
+// token times the most nodes any group's expert slots sit on (0: no limit). One entry when the placement
+// is shared by all layers.
+std::vector<int> node_limits(const ModelSpec& model, const ExpertPlacement& placement,
+                             const EpLayout& layout) {
+  if (model.expert_groups <= 0 || model.groups_per_token >= model.expert_groups) return {};
+  const int group_size = model.experts / model.expert_groups;
+  const auto nodes = static_cast<std::size_t>(layout.node_count());
+  std::vector<int> limits;
+  std::vector<char> group_on_node(static_cast<std::size_t>(model.expert_groups) * nodes);
+  for (int layer = 0; layer < placement.layers(); ++layer) {
+    std::fill(group_on_node.begin(), group_on_node.end(), 0);
+    for (int slot = 0; slot < placement.slots(); ++slot) {
+      const auto group = static_cast<std::size_t>(placement.slot_expert(layer, slot) / group_size);
+      group_on_node[group * nodes + static_cast<std::size_t>(layout.node(placement.slot_rank(slot)))] = 1;
+    }
+    long widest = 0;
+    for (std::size_t group = 0; group < static_cast<std::size_t>(model.expert_groups); ++group) {
+      const auto begin = group_on_node.begin() + static_cast<std::ptrdiff_t>(group * nodes);
+      widest = std::max<long>(widest, std::count(begin, begin + static_cast<std::ptrdiff_t>(nodes), 1));
+    }
+    const long limit = widest * model.groups_per_token;
+    limits.push_back(limit < static_cast<long>(nodes) ? static_cast<int>(limit) : 0);
+  }
+  return limits;
+}
+
+}  // namespace
+
 double TensorParallelAllReduce::seconds(double bytes) const {
   return ring_all_reduce_time(graph_, gpus_, bytes, params_);
 }
@@ -48,6 +79,7 @@ StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layou
     rank_busy_s_.assign(static_cast<std::size_t>(layout_.expert_ep), 0.0);
     rank_kept_.assign(static_cast<std::size_t>(layout_.expert_ep), 0);
     slots_per_rank_ = placement->slots_per_rank();
+    if (expert_comm_ != nullptr) node_limits_ = node_limits(model_, *placement, expert_comm_->layout());
     // Per-expert GEMM times by token count, up to the largest step of one instance.
     const std::int64_t max_step_tokens = std::int64_t{options_.max_step_tokens};
     expert_cost_.emplace(cost_.expert_cost_table(expert_hidden_, expert_ffn_per_gpu_,
@@ -269,6 +301,9 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now)
       traffic.assignments_to_rank = assignments_to_rank_;
       traffic.top_k = model_.top_k;
       traffic.bytes_per_token = expert_hidden_ * precision_bytes(options_.dispatch_precision);
+      if (!node_limits_.empty())
+        traffic.max_nodes_per_token =
+            node_limits_[node_limits_.size() == 1 ? 0 : static_cast<std::size_t>(moe_layer)];
       const EpPhaseCosts phases = expert_comm_->dispatch_and_combine(
           traffic, expert_hidden_ * precision_bytes(options_.combine_precision));
       timing.dispatch_s += phases.dispatch_seconds;

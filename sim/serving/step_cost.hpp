@@ -150,6 +150,9 @@ class StepCostModel {
   // One expert's GEMM time by its token count, up to the largest step.
   std::optional<ExpertCostTable> expert_cost_;
   int slots_per_rank_ = 0;
+  // Per MoE layer (one entry: all layers), the most nodes a token reaches under group-limited routing
+  // (ModelSpec::expert_groups); empty when the model does not limit it.
+  std::vector<int> node_limits_;
   double silu_seconds_per_assignment_ = 0;
 
   double expert_hidden_ = 0;

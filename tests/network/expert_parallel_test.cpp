@@ -5,6 +5,7 @@
 #include <string>
 
 #include "sim/common/error.hpp"
+#include "sim/common/rng.hpp"
 #include "sim/network/collectives.hpp"
 #include "sim/network/expert_parallel_comm.hpp"
 
@@ -136,8 +137,68 @@ TEST_CASE("a hot rank slows dispatch while the bytes stay the same", "[network][
   const double hot_share = 16896.0 / 32768.0;
   CHECK(skewed_time - balanced_time ==
         Approx(24 * 128 * 8 * 7392 * (hot_share - 1.0 / 32) / 46e9).epsilon(1e-9));
+  // More skew, same bytes, longer dispatch.
+  double previous = 0;
+  for (const double hot : {0.0, 2.0, 4.0, 8.0, 16.0}) {
+    std::vector<double> loads(32, 128 * 8 * (1 - hot / 32));
+    loads[5] += 128 * 8 * hot;
+    const EpTraffic traffic{tokens, loads, 8, 7392};
+    CHECK(comm.bytes(traffic) == Approx(comm.bytes(balanced)).epsilon(1e-12));
+    CHECK(comm.dispatch_seconds(traffic) > previous);
+    previous = comm.dispatch_seconds(traffic);
+  }
   CHECK(comm.dispatch_seconds(EpTraffic{tokens, std::vector<double>(32, 0.0), 8, 7392}) == 0);
   CHECK_THROWS_AS(
       comm.dispatch_seconds(EpTraffic{std::span<const double>(tokens).first(3), uniform, 8, 7392}),
       InternalError);
+}
+
+TEST_CASE("node-limited routing: the estimate follows per-token sampling of at most 4 nodes",
+          "[network][ep]") {
+  // EP64 on 8 H800 nodes, 4 experts per rank, 32 per node; each token picks 4 of the 8 nodes, then its
+  // 8 distinct experts among those nodes' 128 (DeepSeek-V3's top-4 groups with one group per node).
+  const ClusterGraph graph(load_cluster(kClusters + "h800-8x18.json"));
+  const std::vector<int> gpus = first_gpus(64);
+  const NetworkParams params;  // high throughput: one RDMA copy per destination node
+  const ExpertParallelComm comm(graph, gpus, params);
+  const int tokens_per_rank = 512;
+  Rng rng(5);
+  std::vector<int> source, expert_rank;
+  std::vector<double> assignments(64, 0.0);
+  for (int rank = 0; rank < 64; ++rank) {
+    for (int t = 0; t < tokens_per_rank; ++t) {
+      source.push_back(rank);
+      std::vector<int> nodes{0, 1, 2, 3, 4, 5, 6, 7};
+      for (int i = 0; i < 4; ++i)
+        std::swap(nodes[i], nodes[i + rng.below(8 - i)]);
+      std::vector<int> experts;
+      for (int node = 0; node < 4; ++node) {
+        for (int e = 0; e < 32; ++e)
+          experts.push_back(nodes[node] * 32 + e);
+      }
+      for (int i = 0; i < 8; ++i) {
+        std::swap(experts[i], experts[i + rng.below(experts.size() - i)]);
+        expert_rank.push_back(experts[i] / 4);
+        assignments[experts[i] / 4] += 1;
+      }
+    }
+  }
+  const double payload = 7392;
+  const auto matrix = ep_dispatch_matrix(comm.layout(), source, expert_rank, 8, payload, params.ep_transport);
+  const double exact = all_to_all_time(graph, gpus, matrix, params);
+  const std::vector<double> tokens(64, tokens_per_rank);
+  EpTraffic limited{tokens, assignments, 8, payload, 4};
+  EpTraffic independent{tokens, assignments, 8, payload};
+  // Per-token sampling gives 294 us; the node-limited estimate 281 us, the independent one 399 us (+36 %).
+  CHECK(comm.dispatch_seconds(limited) == Approx(exact).epsilon(0.05));
+  CHECK(comm.dispatch_seconds(independent) > 1.3 * exact);
+  double exact_bytes = 0;
+  for (int s = 0; s < 64; ++s) {
+    for (int d = 0; d < 64; ++d)
+      exact_bytes += s == d ? 0 : matrix[static_cast<std::size_t>(s) * 64 + d];
+  }
+  CHECK(comm.bytes(limited) == Approx(exact_bytes).epsilon(0.05));
+  // A limit that every token meets anyway changes nothing.
+  EpTraffic loose{tokens, assignments, 8, payload, 8};
+  CHECK(comm.dispatch_seconds(loose) == comm.dispatch_seconds(independent));
 }

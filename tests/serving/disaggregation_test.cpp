@@ -52,12 +52,12 @@ TEST_CASE("an unloaded request's TTFT is its prefill step plus the KV transfer, 
   // tiny-dense: 2 layers x K and V x 8 heads x 128 x BF16 = 8,192 bytes per token, all on one GPU.
   const double kv_bytes = prompt * 2.0 * 2 * 8 * 128 * 2;
   CHECK(split.disaggregation->kv_transfer.bytes == kv_bytes);
-  // GPU 0 -> NVSwitch -> GPU 1: 450 GB/s at 78 %, 1 us GPU to GPU, 15 us launch.
-  const double transfer_s = kv_bytes / (450e9 * 0.78) + 1e-6 + 15e-6;
+  // GPU 0 -> NVSwitch -> GPU 1: 450 GB/s at 69 %, 1 us GPU to GPU, 15 us launch.
+  const double transfer_s = kv_bytes / (450e9 * 0.69) + 1e-6 + 15e-6;
   const ClusterGraph graph(scenario.cluster);
   CHECK(point_to_point_time(graph, 0, 1, kv_bytes, scenario.network) == Approx(transfer_s).epsilon(1e-12));
   const SimTime transfer_ns =
-      static_cast<SimTime>(std::ceil(kv_bytes * 1e9 / (450e9 * 0.78) - 1e-6)) + seconds_to_ns(1e-6 + 15e-6);
+      static_cast<SimTime>(std::ceil(kv_bytes * 1e9 / (450e9 * 0.69) - 1e-6)) + seconds_to_ns(1e-6 + 15e-6);
   CHECK(split.disaggregation->kv_transfer.transfer_s.max() == Approx(ns_to_seconds(transfer_ns)));
   CHECK(split.ttft_s.max() == Approx(unified.ttft_s.max() + ns_to_seconds(transfer_ns)).epsilon(1e-9));
   CHECK(split.disaggregation->kv_transfer.wait_s.max() == 0);
