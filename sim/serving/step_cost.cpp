@@ -97,6 +97,7 @@ void StepCostModel::set_placement(const ExpertPlacement& placement) {
     throw InternalError("StepCostModel::set_placement: a placement with another slot count per rank");
   }
   evaluator_ = std::make_unique<MoeLayerEvaluator>(placement, capacity_, model_.experts, model_.top_k);
+  if (expert_comm_ != nullptr) node_limits_ = node_limits(model_, placement, expert_comm_->layout());
 }
 
 double StepCostModel::attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const {
