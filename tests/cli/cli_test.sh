@@ -2,25 +2,7 @@
 # Runs the moesim executable as a user would and checks exit codes, messages
 # and that failed runs leave no report behind. Prints "N passed, M failed".
 set -u
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-check() {  # check NAME EXPECTED_CODE PATTERN -- command...
-  local name=$1 expected=$2 pattern=$3
-  shift 4
-  local output code
-  output=$("$@" 2>&1)
-  code=$?
-  if [ "$code" -eq "$expected" ] && grep -qE -- "$pattern" <<<"$output"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name (exit $code, expected $expected; wanted /$pattern/)"
-    echo "$output" | head -5
-  fi
-}
+source "$(dirname "$0")/harness.sh"
 
 scenarios="$MOESIM_SOURCE/tools/scenarios"
 small="$work/small.json"
@@ -119,5 +101,4 @@ check "usage error" 2 "" -- "$MOESIM" run
 check "trace inspect" 0 "19366|rows" -- "$MOESIM" trace inspect "${MOESIM_DATA:-$MOESIM_SOURCE/../shared/data}/traces/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
 check "models show" 0 "deepseek" -- "$MOESIM" models show deepseek-v3
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -2,25 +2,7 @@
 # `moesim plan` as a user runs it: exit codes, messages, the plan file and no partial
 # output. Prints "N passed, M failed".
 set -u
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-check() {  # check NAME EXPECTED_CODE PATTERN -- command...
-  local name=$1 expected=$2 pattern=$3
-  shift 4
-  local output code
-  output=$("$@" 2>&1)
-  code=$?
-  if [ "$code" -eq "$expected" ] && grep -qE -- "$pattern" <<<"$output"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name (exit $code, expected $expected; wanted /$pattern/)"
-    echo "$output" | head -5
-  fi
-}
+source "$(dirname "$0")/harness.sh"
 
 small="$work/small.json"
 cat >"$small" <<JSON
@@ -97,5 +79,4 @@ check "missing GPU price" 2 "no price for GPU \"h100\"" -- "$MOESIM" plan "$smal
   --search deployment.instances=1:2 --price-per-gpu-hour a100=1.5
 check "no temporary files left" 0 "^0$" -- bash -c "ls -A '$work' | grep -c tmp || true"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
