@@ -26,7 +26,8 @@ struct NetworkParams {
   // dispatch, 158 GB/s combine on H800's 200 GB/s per direction, REFERENCE.md §2). DeepEP counts the bytes
   // each rank receives including its own tokens' local copies (1/8 of them at EP8), so the link itself runs
   // at about 7/8 of the counted rate (moesim's own fit; 0.78, the counted rate over nominal, made every
-  // NVLink-bound case 11-24 % too fast).
+  // NVLink-bound case 11-24 % too fast). The same efficiency prices every NVLink transfer (TP all-reduce,
+  // KV-cache moves, expert weight moves): moesim's own extension of the DeepEP fit, unmeasured for NCCL.
   double scale_up_efficiency = 0.69;
   // Assumption: achieved RDMA rate is 92 % of the line rate: DeepEP low-latency kernels reach 46 GB/s at
   // EP8 on 400 Gb/s (50 GB/s) ConnectX-7 (REFERENCE.md §2).

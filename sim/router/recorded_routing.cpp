@@ -301,7 +301,8 @@ struct RecordedRouting::Rows {
   TraceRow row;
 };
 
-RecordedRouting::RecordedRouting(const std::filesystem::path& file, int layers, int experts, int top_k)
+RecordedRouting::RecordedRouting(const std::filesystem::path& file, int layers, int experts, int top_k,
+                                 std::uint64_t start)
     : file_(file),
       summary_(summarize_routing_trace(file)),
       layers_(layers),
@@ -329,6 +330,9 @@ RecordedRouting::RecordedRouting(const std::filesystem::path& file, int layers, 
   remainders_.resize(width);
   order_.resize(width);
   rows_ = std::make_unique<Rows>(file_);
+  const auto skipped = static_cast<std::int64_t>(start % static_cast<std::uint64_t>(summary_.steps)) * layers;
+  for (std::int64_t row = 0; row < skipped; ++row)
+    rows_->rows.next(rows_->row);
 }
 
 RecordedRouting::~RecordedRouting() = default;

@@ -64,13 +64,22 @@ RoutingTraceSummary summarize_routing_trace(const std::filesystem::path& file);
 //    assignments (largest remainders, ties to the lower expert), exact when the recorded step holds T
 //    tokens. Assumption: the routing of a step of another size is the recorded step's in proportion
 //    (moesim's own choice; it keeps the recorded skew but not the sampling noise of the other size).
-// The file is streamed: memory is layers x experts, whatever its length. A step starts when the layer
-// asked for is not after the previous one (the step cost model walks layers 0, 1, ... per step).
+// Replay starts at recorded token (or step) `start % recorded tokens (steps)`: the router of each
+// instance passes its own seed, so instances replay different stretches of the trace.
+// Assumption (moesim's own): a simulated step's tokens are consecutive recorded tokens. A conversion of
+// vLLM's per-request arrays lists each request's tokens together, so a step then routes like one
+// request's tokens, more correlated (hotter experts) than a real mixed batch; interleave requests when
+// converting to avoid it.
+// The file is streamed: memory is layers x experts, whatever its length; the cost is that of parsing
+// the rows a step takes (tokens x layers rows in the tokens form, layers rows in the counts form). A
+// step starts when the layer asked for is not after the previous one (the step cost model walks layers
+// 0, 1, ... per step).
 class RecordedRouting {
  public:
   // `layers`, `experts`, `top_k` are the simulated model's; InputError (naming the file) when the trace
   // records another shape, and for anything summarize_routing_trace rejects.
-  RecordedRouting(const std::filesystem::path& file, int layers, int experts, int top_k);
+  RecordedRouting(const std::filesystem::path& file, int layers, int experts, int top_k,
+                  std::uint64_t start = 0);
   ~RecordedRouting();
 
   const RoutingTraceSummary& summary() const { return summary_; }

@@ -450,7 +450,7 @@ std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int 
                                     std::uint64_t seed) {
   if (!spec.replay_file.empty()) {
     return std::make_unique<Router>(
-        std::make_unique<RecordedRouting>(spec.replay_file, moe_layers, experts, top_k));
+        std::make_unique<RecordedRouting>(spec.replay_file, moe_layers, experts, top_k, seed));
   }
   const auto classes = spec.resolved_classes();
   if (classes.size() == 1 && classes[0].concentration == 0 && !spec.hierarchical()) {

@@ -178,7 +178,8 @@ class Router {
 
 // The router of a spec for a model shape; all randomness from make_rng(seed, RngStream::routing, ...).
 // Class c's popularity is built with the seed itself for c = 0 and a seed derived from (seed, c)
-// otherwise, so that two classes of one synthetic kind have different hot experts.
+// otherwise, so that two classes of one synthetic kind have different hot experts. A replayed trace
+// starts at a recorded position drawn from the seed (RecordedRouting).
 std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int experts, int top_k,
                                     std::uint64_t seed);
 

@@ -210,7 +210,8 @@ RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& b
     reader.choice("kind", {"replay"});
     spec.replay_file = resolve_user_path(reader.string("file"), base_dir);
     for (const char* key : {"class_from", "drift"}) {
-      if (reader.has(key)) reader.fail(key, "expected nothing: a replayed routing trace has no classes, mix or drift");
+      if (reader.has(key))
+        reader.fail(key, "expected nothing: a replayed routing trace has no classes, mix or drift");
     }
     reader.finish();
     return spec;

@@ -97,6 +97,16 @@ TEST_CASE("a counts-form trace replays recorded steps, exactly at their size and
   }
 }
 
+TEST_CASE("replay starts at the recorded token the start position names, modulo the trace",
+          "[router][recorded]") {
+  const auto file = write_trace("start", tokens_trace());
+  RecordedRouting from_second(file, 2, 4, 2, 4);  // 4 mod 3 tokens: token 1
+  CHECK(sample(from_second, 0, 1) == std::vector<std::int32_t>{1, 0, 1, 0});
+  CHECK(sample(from_second, 1, 1) == std::vector<std::int32_t>{1, 0, 0, 1});
+  CHECK(sample(from_second, 0, 1) == std::vector<std::int32_t>{1, 0, 0, 1});  // token 2
+  CHECK(from_second.wraps() == 0);
+}
+
 TEST_CASE("a trace of another shape than the model is rejected naming both", "[router][recorded]") {
   const auto file = write_trace("shape", tokens_trace());
   CHECK_THROWS_WITH(RecordedRouting(file, 2, 8, 2),
@@ -157,8 +167,8 @@ TEST_CASE("malformed routing traces name the file, the line and what was expecte
   CHECK_THROWS_WITH(summarize_routing_trace("/nonexistent/routing.csv"), Contains("cannot open"));
 }
 
-TEST_CASE("replay memory does not depend on the trace length", "[router][recorded]") {
-  // 20,000 tokens stream through a fixed buffer; the replayed totals equal the trace's own.
+TEST_CASE("a long trace streams through: 100 steps replay its 20,000 tokens once, in order",
+          "[router][recorded]") {
   std::string text(kTokensHeader);
   for (int token = 0; token < 20000; ++token) {
     text += fmt::format("{},0,{} {}\n{},1,{} {}\n", token, token % 4, (token + 1) % 4, token, (token + 2) % 4,

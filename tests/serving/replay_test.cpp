@@ -19,7 +19,12 @@ constexpr int kLayers = 16;  // OLMoE-1B-7B: MoE layers, experts, top-k
 constexpr int kExperts = 64;
 constexpr int kTopK = 8;
 
-// 50 recorded tokens; at MoE layer l every token takes experts l*4 .. l*4+7 (mod 64).
+// 50 recorded tokens; at MoE layer l token t takes experts l*4 + (t mod 2) .. l*4 + (t mod 2) + 7 (mod 64),
+// so odd and even tokens differ at the ends of the window.
+int first_expert(int token, int layer) {
+  return layer * 4 + token % 2;
+}
+
 std::filesystem::path write_routing_trace() {
   const auto file = std::filesystem::temp_directory_path() / "moesim_tests" / "replay_routing.csv";
   std::filesystem::create_directories(file.parent_path());
@@ -31,7 +36,7 @@ std::filesystem::path write_routing_trace() {
     for (int layer = 0; layer < kLayers; ++layer) {
       out << token << ',' << layer << ',';
       for (int j = 0; j < kTopK; ++j)
-        out << (j > 0 ? " " : "") << (layer * 4 + j) % kExperts;
+        out << (j > 0 ? " " : "") << (first_expert(token, layer) + j) % kExperts;
       out << '\n';
     }
   }
@@ -61,22 +66,30 @@ TEST_CASE("a replayed routing trace drives every count of a simulation", "[servi
   REQUIRE(result.moe);
   CHECK(result.completed == 100);
   const auto layers = result.moe->layers_json(true);
-  std::int64_t first_load = -1;
+  // Experts 1..7 past l*4 take every token, expert l*4 the even ones, l*4+8 the odd ones, the rest none.
+  const auto load_of = [&](int layer, int offset) {
+    return layers[static_cast<std::size_t>(layer)]["expert_load"]
+                 [static_cast<std::size_t>((layer * 4 + offset) % kExperts)]
+                     .get<std::int64_t>();
+  };
+  const std::int64_t every_token = load_of(0, 1);
+  const std::int64_t even = load_of(0, 0);
+  const std::int64_t odd = load_of(0, 8);
+  CHECK(every_token > 0);
+  CHECK(even + odd == every_token);
+  // The steps' token counts are not all even, so an odd/even split off by one shows that tokens are
+  // taken one at a time in order, and the same tokens at every layer.
+  CHECK(std::abs(even - odd) <= static_cast<std::int64_t>(result.steps));
   for (int layer = 0; layer < kLayers; ++layer) {
+    INFO("layer " << layer);
+    for (int offset = 1; offset < kTopK; ++offset)
+      CHECK(load_of(layer, offset) == every_token);
+    CHECK(load_of(layer, 0) == even);
+    CHECK(load_of(layer, 8) == odd);
     const auto load = layers[static_cast<std::size_t>(layer)]["expert_load"].get<std::vector<std::int64_t>>();
-    for (int expert = 0; expert < kExperts; ++expert) {
-      const int offset = (expert - layer * 4 + kExperts) % kExperts;
-      INFO("layer " << layer << " expert " << expert);
-      if (offset < kTopK) {
-        // Every token of every step took these experts: each one's load is the tokens of the run.
-        if (first_load < 0) first_load = load[static_cast<std::size_t>(expert)];
-        CHECK(load[static_cast<std::size_t>(expert)] == first_load);
-      } else {
-        CHECK(load[static_cast<std::size_t>(expert)] == 0);
-      }
-    }
+    CHECK(std::accumulate(load.begin(), load.end(), std::int64_t{0}) == every_token * kTopK);
   }
-  CHECK(first_load * kTopK * kLayers == result.moe->assignments());
+  CHECK(every_token * kTopK * kLayers == result.moe->assignments());
   // Capacity factor 1 keeps ceil(tokens * 8 / 64) of each hot expert's tokens: at most 7/8 dropped, and
   // as many at every layer, since every layer sees the same steps and the same shape of routing.
   const double dropped =
