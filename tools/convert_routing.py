@@ -135,7 +135,11 @@ def load_sglang(path):
         import torch  # noqa: PLC0415 - optional, only for .pt dumps
     except ImportError:
         raise InputError(f"{path}: reading a .pt dump needs PyTorch (pip install torch), or save it as JSON")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a bad or non-tensor file
+        raise InputError(f"{path}: expected a dump of tensors, dicts and lists that torch.load reads with "
+                         f"weights_only=True ({error})")
 
 
 def as_list(value):
@@ -151,16 +155,17 @@ def matrix(path, where, value):
 
 
 def convert_sglang(out_path, top_k, inputs):
-    steps = []  # (layers x experts) count matrices in order
+    steps = []  # (path, pass name, layers x experts count matrix) in order
     for path in inputs:
         dump = load_sglang(path)
         if isinstance(dump, dict) and "logical_count" in dump:
             counts = as_list(dump["logical_count"])
             if isinstance(counts, list) and counts and isinstance(counts[0], list) and counts[0] and \
                     isinstance(counts[0][0], list):
-                steps.extend(matrix(path, f"logical_count[{i}]", m) for i, m in enumerate(counts))
+                steps.extend((path, f"logical_count[{i}]", matrix(path, f"logical_count[{i}]", m))
+                             for i, m in enumerate(counts))
             else:
-                steps.append(matrix(path, "logical_count", counts))
+                steps.append((path, "logical_count", matrix(path, "logical_count", counts)))
         elif isinstance(dump, list):
             passes = {}
             for i, record in enumerate(dump):
@@ -175,28 +180,32 @@ def convert_sglang(out_path, top_k, inputs):
                     passes[key] = [[a + b for a, b in zip(ra, rb)] for ra, rb in zip(old, m)]
                 else:
                     passes[key] = m
-            steps.extend(passes[key] for key in sorted(passes))
+            # Pass ids are numbers in SGLang; any other kind sorts after them, by its text.
+            order = sorted(passes, key=lambda key: (not isinstance(key, (int, float)), str(key) if not
+                                                    isinstance(key, (int, float)) else key))
+            steps.extend((path, f"forward pass {key}", passes[key]) for key in order)
         else:
             raise InputError(f"{path}: expected a dict with logical_count or a list of per-pass records")
     if not steps:
         raise InputError(f"{inputs[0]}: expected at least one forward pass")
-    layers, experts = len(steps[0]), len(steps[0][0])
+    layers, experts = len(steps[0][2]), len(steps[0][2][0])
     if top_k < 1 or top_k > experts:
         raise InputError(f"--top-k: expected an integer in [1, {experts}], got {top_k}")
     kept = []
-    for step in steps:
+    for path, name, step in steps:
         if len(step) != layers or len(step[0]) != experts:
-            raise InputError(f"{inputs[0]}: expected every pass to have {layers} layers x {experts} experts")
+            raise InputError(f"{path}: {name}: expected {layers} layers x {experts} experts as in {steps[0][0]}, "
+                             f"got {len(step)} x {len(step[0])}")
         totals = {sum(row) for row in step}
         # Passes without tokens (idle ranks) carry no routing.
         if totals == {0}:
             continue
         if len(totals) != 1 or next(iter(totals)) % top_k:
-            raise InputError(f"{inputs[0]}: pass {len(kept)}: expected every layer to hold the same tokens x top_k "
+            raise InputError(f"{path}: {name}: expected every layer to hold the same tokens x top_k "
                              f"({top_k}) assignments, got totals {sorted(totals)}")
         tokens = next(iter(totals)) // top_k
         if max(max(row) for row in step) > tokens:
-            raise InputError(f"{inputs[0]}: pass {len(kept)}: expected no count above the pass's {tokens} tokens "
+            raise InputError(f"{path}: {name}: expected no count above the pass's {tokens} tokens "
                              f"(a token takes an expert at most once)")
         kept.append(step)
 

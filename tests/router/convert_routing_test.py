@@ -71,6 +71,15 @@ with tempfile.TemporaryDirectory() as work:
     result = run("sglang", path("stat.csv"), "--top-k", "1", path("stat.json"))
     check(result.returncode == 0, f"sglang stat conversion failed: {result.stderr}")
 
+    # Pass ids of mixed kinds sort numbers first, then text, without a traceback.
+    with open(path("mixed.json"), "w") as stream:
+        json.dump([{"forward_pass_id": "warmup", "logical_count": [[1, 1]]},
+                   {"forward_pass_id": 2, "logical_count": [[2, 0]]}], stream)
+    result = run("sglang", path("mixed.csv"), "--top-k", "1", path("mixed.json"))
+    check(result.returncode == 0, f"mixed pass ids: {result.stderr}")
+    with open(path("mixed.csv")) as stream:
+        check(stream.read().endswith("0,0,2 0\n1,0,1 1\n"), "mixed pass ids: numbers first, then text")
+
     # Refusals: exit 2, a message naming the file, no output left behind.
     save_npy(path("flat.npy"), (4,), [0, 1, 2, 3])
     save_npy(path("repeat.npy"), (1, 1, 2), [3, 3])
@@ -97,7 +106,7 @@ with tempfile.TemporaryDirectory() as work:
         (("vllm", path("x.csv"), path("missing.npy")), "cannot open file"),
         (("vllm", path("x.csv"), path("a.npy"), path("flat.npy")), "expected shape"),
         (("sglang", path("x.csv"), path("dump.json")), "--top-k"),
-        (("sglang", path("x.csv"), "--top-k", "3", path("dump.json")), "expected every layer to hold"),
+        (("sglang", path("x.csv"), "--top-k", "3", path("dump.json")), "forward pass 3: expected every layer to hold"),
         (("sglang", path("x.csv"), "--top-k", "9", path("dump.json")), "expected an integer in [1, 4]"),
         (("sglang", path("x.csv"), "--top-k", "1", path("bad.json")), "non-negative integers"),
         (("sglang", path("x.csv"), "--top-k", "1", path("uneven.json")), "expected every layer to hold"),
