@@ -1,6 +1,7 @@
 #include "sim/router/router.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -135,6 +136,7 @@ Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
       class_counts_(table.experts()),
       component_counts_(table.experts()),
       split_(1),
+      split_remainders_(1),
       weights_(1),
       chosen_(top_k),
       choices_left_(top_k + 1),
@@ -174,13 +176,16 @@ Router::Router(const RouterSpec& spec, const std::vector<std::vector<PopularityT
   class_counts_.assign(classes.size() * experts_, 0);
   component_counts_.assign(experts_, 0);
   split_.assign(components_.size(), 0);
+  split_remainders_.assign(components_.size(), 0.0);
   weights_.assign(classes.size(), 0.0);
   build_mixture();
 }
 
 void Router::build_mixture() {
-  // Expected routing of the whole traffic: the class weights at time 0 (equal when classes come from
-  // the workload), each class's groups equally likely.
+  // Expected routing of the whole traffic (EPLB placement, reroute weights, inspect): the class
+  // weights at time 0, each class's groups equally likely. Assumption (moesim's own): when classes come
+  // from the workload (trace column, tenant map) they weigh equally, since the trace's class frequencies
+  // are not known before it is replayed.
   std::vector<double> class_weight(classes(), 1.0 / classes());
   if (class_source_ == ClassSource::mix) class_weight = mix_.front().weights;
   mixture_.assign(components_.front().layers.size(), Mixture{});
@@ -236,29 +241,21 @@ int Router::component_for(std::uint64_t request_id, std::int32_t workload_class,
   if (components() == 1) return 0;
   int traffic_class = -1;
   if (class_source_ == ClassSource::mix) {
-    // Stepwise: the last point at or before the arrival (no allocation: this runs per request).
-    const double seconds = ns_to_seconds(arrival);
-    std::size_t point = 0;
-    while (point + 1 < mix_.size() && mix_[point + 1].at_s <= seconds)
-      ++point;
-    const bool blend = interpolate_ && point + 1 < mix_.size();
-    const double along =
-        blend ? (seconds - mix_[point].at_s) / (mix_[point + 1].at_s - mix_[point].at_s) : 0.0;
+    // On the stack: this runs per request.
+    std::array<double, kMaxTrafficClasses> weights{};
+    class_weights(arrival, std::span<double>(weights.data(), static_cast<std::size_t>(classes())));
     const double draw = unit_hash(assignment_seed_, request_id, 0);
     double cumulative = 0;
     traffic_class = classes() - 1;
     for (int c = 0; c < classes(); ++c) {
-      double weight = mix_[point].weights[c];
-      if (blend) weight += along * (mix_[point + 1].weights[c] - weight);
-      cumulative += weight;
+      cumulative += weights[static_cast<std::size_t>(c)];
       if (draw < cumulative) {
         traffic_class = c;
         break;
       }
     }
     // Rounding can leave the last classes' cumulative short of 1: fall back to the last with weight.
-    while (traffic_class > 0 && mix_[point].weights[traffic_class] == 0 &&
-           (!blend || mix_[point + 1].weights[traffic_class] == 0))
+    while (traffic_class > 0 && weights[static_cast<std::size_t>(traffic_class)] == 0)
       --traffic_class;
   } else if (class_source_ == ClassSource::trace_column && class_of_workload_class_.empty()) {
     traffic_class = workload_class;
@@ -311,20 +308,27 @@ void Router::split_tokens(std::int64_t tokens) {
     return;
   }
   class_weights(now_, weights_);
-  // Largest remainders over components: each class's weight spread over its groups.
+  // Largest remainders over components (ties to the lower component): each class's weight spread
+  // over its groups.
   std::int64_t given = 0;
   for (int k = 0; k < components(); ++k) {
     const int c = components_[k].traffic_class;
     const int groups = (c + 1 < classes() ? first_component_[c + 1] : components()) - first_component_[c];
-    split_[k] = static_cast<std::int64_t>(std::floor(static_cast<double>(tokens) * weights_[c] / groups));
+    const double exact = static_cast<double>(tokens) * weights_[c] / groups;
+    split_[k] = static_cast<std::int64_t>(std::floor(exact));
+    split_remainders_[k] = weights_[c] > 0 ? exact - static_cast<double>(split_[k]) : -1.0;
     given += split_[k];
   }
-  for (int k = 0; given < tokens; k = (k + 1) % components()) {
-    const int c = components_[k].traffic_class;
-    if (weights_[c] > 0) {
-      ++split_[k];
-      ++given;
+  for (; given < tokens; ++given) {
+    auto largest = std::max_element(split_remainders_.begin(), split_remainders_.end());
+    if (*largest < 0) {
+      // Rounding left more tokens than remainders: another round over the classes with weight.
+      for (int k = 0; k < components(); ++k)
+        split_remainders_[k] = weights_[components_[k].traffic_class] > 0 ? 0.0 : -1.0;
+      largest = std::max_element(split_remainders_.begin(), split_remainders_.end());
     }
+    ++split_[static_cast<std::size_t>(largest - split_remainders_.begin())];
+    *largest = -1.0;
   }
 }
 

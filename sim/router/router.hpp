@@ -170,6 +170,7 @@ class Router {
   std::vector<std::int32_t> class_counts_;      // [class][expert] of the last sample
   std::vector<std::int32_t> component_counts_;  // one component's counts while they are added up
   std::vector<std::int64_t> split_;             // tokens per component of sample_counts(layer, tokens)
+  std::vector<double> split_remainders_;        // their fractional parts while tokens are split
   std::vector<double> weights_;                 // class weights while tokens are split
   std::vector<int> chosen_;                     // one token's experts on the per-token path
   std::vector<std::int64_t> choices_left_;      // tokens by choices left (0 .. top_k) on the grouped chain

@@ -22,7 +22,6 @@ constexpr double kMaxConcentration = 1e6;
 // keeps its O(experts) sampler tables per layer.
 constexpr int kDefaultAffinityGroups = 8;
 constexpr int kMaxAffinityGroups = 64;
-constexpr int kMaxClasses = 64;
 constexpr double kMaxTimeSeconds = 1e9;
 
 std::vector<std::string> class_names(const std::vector<TrafficClassSpec>& classes) {
@@ -205,7 +204,14 @@ RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& b
       spec.classes.push_back(std::move(traffic_class));
     }
     if (spec.classes.empty()) reader.fail("classes", "expected at least one class");
-    if (spec.classes.size() > kMaxClasses) reader.fail("classes", "expected at most 64 classes");
+    if (spec.classes.size() > kMaxTrafficClasses) reader.fail("classes", "expected at most 64 classes");
+    int components = 0;
+    for (const auto& traffic_class : spec.classes)
+      components += traffic_class.affinity_groups;
+    if (components > kMaxRoutingComponents) {
+      reader.fail("classes", fmt::format("expected at most {} affinity groups over all classes, got {}",
+                                         kMaxRoutingComponents, components));
+    }
   } else if (reader.has("kind") && reader.raw("kind") == "replay") {
     reader.choice("kind", {"replay"});
     spec.replay_file = resolve_user_path(reader.string("file"), base_dir);

@@ -11,6 +11,11 @@
 
 namespace moesim {
 
+// At most this many traffic classes, and (class, affinity group) routing components over all classes:
+// each component keeps per-layer sampler tables and costs a sample per layer and step it has tokens in.
+inline constexpr int kMaxTrafficClasses = 64;
+inline constexpr int kMaxRoutingComponents = 256;
+
 // Where the per-layer expert popularity comes from.
 enum class PopularityKind { uniform, zipf, empirical, preset, dirichlet };
 
