@@ -16,6 +16,10 @@ namespace moesim {
 
 namespace {
 
+// Rebalancing periods and windows: a millisecond (below, a step outlasts the period) to 1e9 s (above,
+// nanosecond times overflow).
+constexpr double kMinRebalanceSeconds = 1e-3;
+constexpr double kMaxRebalanceSeconds = 1e9;
 // The most rebalancing window buckets (window_s / every_s).
 constexpr double kMostWindowPeriods = 64;
 
@@ -55,6 +59,13 @@ RebalanceSpec parse_rebalance(const JsonReader& reader) {
   RebalanceSpec spec;
   spec.every_s = reader.positive_number("every_s");
   spec.window_s = reader.positive_number("window_s", spec.every_s);
+  for (const auto& [key, value] :
+       {std::pair{"every_s", spec.every_s}, std::pair{"window_s", spec.window_s}}) {
+    if (value < kMinRebalanceSeconds || value > kMaxRebalanceSeconds) {
+      reader.fail(key, fmt::format("expected seconds in [{}, {}], got {}", kMinRebalanceSeconds,
+                                   kMaxRebalanceSeconds, value));
+    }
+  }
   const double periods = spec.window_s / spec.every_s;
   if (periods > 1 && (std::abs(periods - std::round(periods)) > 1e-9 || periods > kMostWindowPeriods)) {
     reader.fail("window_s", fmt::format("expected at most every_s ({} s) or a whole multiple of it up to 64 "

@@ -227,6 +227,12 @@ TEST_CASE("rebalancing specs parse and bad ones name the key", "[moe][placement]
                     Contains("rebalance.window_s"));
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 0}})"),
                     Contains("deployment.placement.rebalance.every_s: expected a positive"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 1e10}})"),
+                    Contains("rebalance.every_s: expected seconds in [0.001, 1000000000], got 10000000000"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 1e-10}})"),
+                    Contains("rebalance.every_s: expected seconds in [0.001"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 1, "window_s": 1e-9}})"),
+                    Contains("rebalance.window_s: expected seconds in [0.001"));
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {}})"), Contains("rebalance.every_s"));
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": "1"}})"),
                     Contains("rebalance.every_s"));
