@@ -23,7 +23,26 @@ MoeLoadMetrics::MoeLoadMetrics(int moe_layers, int experts, int ranks)
       rank_tokens_(static_cast<std::size_t>(ranks), 0),
       rank_busy_s_(static_cast<std::size_t>(ranks), 0.0),
       rank_straggler_excess_s_(static_cast<std::size_t>(ranks), 0.0),
-      rank_straggler_count_(static_cast<std::size_t>(ranks), 0) {}
+      rank_straggler_count_(static_cast<std::size_t>(ranks), 0),
+      drop_fraction_(static_cast<std::size_t>(experts), 0.0) {}
+
+void MoeLoadMetrics::set_classes(std::vector<std::string> names) {
+  class_names_ = std::move(names);
+  class_assignments_.assign(layers_.size() * class_names_.size(), 0.0);
+  class_dropped_.assign(class_assignments_.size(), 0.0);
+}
+
+void MoeLoadMetrics::record_class(int traffic_class, std::span<const std::int32_t> class_counts) {
+  const std::size_t cell =
+      static_cast<std::size_t>(last_layer_) * class_names_.size() + static_cast<std::size_t>(traffic_class);
+  double assignments = 0, dropped = 0;
+  for (std::size_t e = 0; e < class_counts.size(); ++e) {
+    assignments += class_counts[e];
+    dropped += class_counts[e] * drop_fraction_[e];
+  }
+  class_assignments_[cell] += assignments;
+  class_dropped_[cell] += dropped;
+}
 
 void MoeLoadMetrics::record(const MoeLayerSample& sample) {
   const auto layer_index = static_cast<std::size_t>(sample.layer);
@@ -48,9 +67,20 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
   for (std::size_t e = 0; e < sample.expert_demand.size(); ++e)
     load[e] += sample.expert_demand[e];
   std::int64_t* overflow = expert_overflow_.data() + expert_row;
+  std::int64_t overflow_sum = 0;
   for (std::size_t e = 0; e < sample.expert_overflow.size(); ++e) {
     overflow[e] += sample.expert_overflow[e];
+    overflow_sum += sample.expert_overflow[e];
     layer.overflow_events += sample.expert_overflow[e] > 0 ? 1 : 0;
+  }
+  if (!class_names_.empty()) {
+    // Each expert's share of the layer's drops, over its routed assignments.
+    last_layer_ = sample.layer;
+    const double kept_back = overflow_sum > 0 ? static_cast<double>(sample.dropped) / overflow_sum : 0.0;
+    for (std::size_t e = 0; e < sample.expert_overflow.size(); ++e) {
+      drop_fraction_[e] =
+          sample.expert_demand[e] > 0 ? sample.expert_overflow[e] * kept_back / sample.expert_demand[e] : 0.0;
+    }
   }
   double busy_sum = 0;
   for (std::size_t r = 0; r < sample.rank_assignments.size(); ++r) {
@@ -143,6 +173,26 @@ nlohmann::json MoeLoadMetrics::stragglers_json(std::size_t top) const {
                      {"share_of_all", ratio(static_cast<double>(straggler_counts_[cell]), layer_steps)}});
   }
   return {{"layer_steps", rank_imbalance_.count()}, {"top", std::move(pairs)}};
+}
+
+nlohmann::json MoeLoadMetrics::classes_json() const {
+  nlohmann::json classes = nlohmann::json::array();
+  const std::size_t count = class_names_.size();
+  for (std::size_t c = 0; c < count; ++c) {
+    double assignments = 0, dropped = 0;
+    std::vector<double> layer_rate;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      assignments += class_assignments_[l * count + c];
+      dropped += class_dropped_[l * count + c];
+      layer_rate.push_back(ratio(class_dropped_[l * count + c], class_assignments_[l * count + c]));
+    }
+    classes.push_back({{"class", class_names_[c]},
+                       {"assignments", assignments},
+                       {"dropped_assignments", dropped},
+                       {"drop_rate", ratio(dropped, assignments)},
+                       {"layer_drop_rate", std::move(layer_rate)}});
+  }
+  return classes;
 }
 
 }  // namespace moesim

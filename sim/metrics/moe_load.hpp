@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -42,6 +43,13 @@ class MoeLoadMetrics {
   void record(const MoeLayerSample& sample);
   void record(const RebalanceSample& sample);
 
+  // Traffic classes whose drops are reported apart (names in the router's order); none by default.
+  void set_classes(std::vector<std::string> names);
+  // One class's routed counts per expert in the layer of the last record(MoeLayerSample). An expert's
+  // dropped assignments are attributed to the classes in proportion to their counts at that expert;
+  // they are the expert's overflow, scaled to the layer's drops when rerouting kept part of it.
+  void record_class(int traffic_class, std::span<const std::int32_t> class_counts);
+
   std::int64_t assignments() const { return assignments_; }
   std::int64_t dropped() const { return dropped_; }
   std::int64_t rerouted() const { return rerouted_; }
@@ -68,6 +76,8 @@ class MoeLoadMetrics {
   nlohmann::json ranks_json() const;
   // Straggler attribution: the (layer, rank) pairs that set the expert time most often.
   nlohmann::json stragglers_json(std::size_t top) const;
+  // Per traffic class: assignments, attributed drops, drop rate, and the drop rate per MoE layer.
+  nlohmann::json classes_json() const;
 
  private:
   struct LayerTotals {
@@ -97,6 +107,11 @@ class MoeLoadMetrics {
   std::int64_t rerouted_ = 0;
   double tokens_fully_dropped_ = 0;
   std::int64_t rebalances_ = 0;
+  std::vector<std::string> class_names_;
+  std::vector<double> class_assignments_;  // layer-major: layers x classes
+  std::vector<double> class_dropped_;      // layer-major: layers x classes
+  int last_layer_ = 0;
+  std::vector<double> drop_fraction_;  // per expert, of the last recorded layer
   RebalanceSample rebalance_;
   Histogram expert_imbalance_{1e-6};
   Histogram rank_imbalance_{1e-6};

@@ -87,3 +87,35 @@ TEST_CASE("MoE load metrics sum rebalances", "[metrics][moe]") {
   CHECK(metrics.rebalance_totals().bytes_moved == 4e9);
   CHECK(metrics.rebalance_totals().stall_s == 0.75);
 }
+
+TEST_CASE("MoE load metrics attribute an expert's drops to classes by their counts", "[metrics][moe]") {
+  MoeLoadMetrics metrics(2, 4, 2);
+  metrics.set_classes({"code", "chat"});
+  const std::vector<std::int32_t> demand{6, 2, 0, 0}, overflow{2, 0, 0, 0}, kept{4, 2};
+  const std::vector<double> busy{1.0, 1.0};
+  const std::vector<std::int32_t> code{3, 2, 0, 0}, chat{3, 0, 0, 0};
+  // Layer 0, drop: expert 0 drops 2 of its 6, a third of each class's assignments there.
+  metrics.record(sample(0, 0, demand, overflow, kept, busy));
+  metrics.record_class(0, code);
+  metrics.record_class(1, chat);
+  // Layer 1, reroute kept one of the two: half as many drops, attributed the same way.
+  auto rerouted = sample(1, 0, demand, overflow, kept, busy);
+  rerouted.dropped = 1;
+  metrics.record(rerouted);
+  metrics.record_class(0, code);
+  metrics.record_class(1, chat);
+
+  const auto classes = metrics.classes_json();
+  REQUIRE(classes.size() == 2);
+  CHECK(classes[0]["class"] == "code");
+  CHECK(classes[0]["assignments"] == 10.0);
+  CHECK(classes[0]["dropped_assignments"] == Approx(1.5));
+  CHECK(classes[0]["layer_drop_rate"][0] == Approx(0.2));
+  CHECK(classes[0]["layer_drop_rate"][1] == Approx(0.1));
+  CHECK(classes[1]["dropped_assignments"] == Approx(1.5));
+  CHECK(classes[1]["drop_rate"] == Approx(0.25));
+  // The classes' drops add up to the layers' drops.
+  CHECK(classes[0]["dropped_assignments"].get<double>() + classes[1]["dropped_assignments"].get<double>() ==
+        Approx(static_cast<double>(metrics.dropped())));
+  CHECK(MoeLoadMetrics(1, 4, 2).classes_json().empty());
+}
