@@ -102,6 +102,7 @@ void MoeLoadMetrics::record(const RebalanceSample& sample) {
   rebalance_.slots_moved += sample.slots_moved;
   rebalance_.bytes_moved += sample.bytes_moved;
   rebalance_.stall_s += sample.stall_s;
+  rebalance_.layers_kept += sample.layers_kept;
 }
 
 nlohmann::json MoeLoadMetrics::layers_json(bool include_expert_load) const {

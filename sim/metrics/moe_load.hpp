@@ -32,6 +32,7 @@ struct RebalanceSample {
   std::int64_t slots_moved = 0;  // (layer, slot) pairs whose expert weights had to be fetched
   double bytes_moved = 0;        // expert weight bytes sent between GPUs
   double stall_s = 0;            // time the instance stopped serving for the move
+  std::int64_t layers_kept = 0;  // MoE layers whose layout stayed (too little gain)
 };
 
 // Per layer, expert and rank load of a whole run, in memory fixed by the model's

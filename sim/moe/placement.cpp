@@ -66,6 +66,7 @@ RebalanceSpec parse_rebalance(const JsonReader& reader) {
                                    kMaxRebalanceSeconds, value));
     }
   }
+  spec.min_gain = reader.fraction("min_gain", 0.0);
   const double periods = spec.window_s / spec.every_s;
   if (periods > 1 && (std::abs(periods - std::round(periods)) > 1e-9 || periods > kMostWindowPeriods)) {
     reader.fail("window_s", fmt::format("expected at most every_s ({} s) or a whole multiple of it up to 64 "
@@ -106,7 +107,9 @@ nlohmann::json to_json(const PlacementSpec& spec) {
     case PlacementKind::eplb: {
       nlohmann::json json{{"kind", "eplb"}, {"hierarchical", spec.hierarchical}};
       if (spec.rebalance) {
-        json["rebalance"] = {{"every_s", spec.rebalance->every_s}, {"window_s", spec.rebalance->window_s}};
+        json["rebalance"] = {{"every_s", spec.rebalance->every_s},
+                             {"window_s", spec.rebalance->window_s},
+                             {"min_gain", spec.rebalance->min_gain}};
       }
       return json;
     }

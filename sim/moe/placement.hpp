@@ -24,13 +24,17 @@ enum class PlacementKind {
 struct RebalanceSpec {
   double every_s = 600;   // time between rebalances
   double window_s = 600;  // observed load of the last window_s seconds before each rebalance
+  // A layer keeps its layout unless the new one lowers its busiest rank's load (on the window's loads)
+  // by at least this fraction; 0 re-places every layer, as EPLB does.
+  double min_gain = 0;
 };
 
 // The "placement" object of a scenario:
 //   {"kind": "contiguous" | "round_robin"}      (default contiguous)
 //   {"kind": "eplb", "hierarchical": false,     deployment.parallel.redundant_experts extra slots;
 //    "rebalance": {"every_s": 600,              hierarchical packs expert groups onto nodes first;
-//                  "window_s": 600}}            rebalance (optional) re-places from observed load
+//                  "window_s": 600,             rebalance (optional) re-places from observed load
+//                  "min_gain": 0}}
 //   {"kind": "file", "file": "placement.json"}  a placement file (format below), relative to the scenario
 // window_s (default every_s) must be at most every_s or a whole multiple of it, at most 64 times.
 //

@@ -16,6 +16,7 @@ ExpertRebalancer::ExpertRebalancer(const RebalanceSpec& spec, const PlacementSha
       hierarchical_(hierarchical),
       layers_(moe_layers),
       expert_bytes_(expert_bytes),
+      min_gain_(spec.min_gain),
       every_(seconds_to_ns(spec.every_s)),
       gate_(std::min(seconds_to_ns(spec.window_s), every_)),
       next_(every_),
@@ -74,6 +75,24 @@ std::vector<int> ExpertRebalancer::match_ranks(const std::vector<int>& fresh, in
   return old_rank_of;
 }
 
+double ExpertRebalancer::busiest_rank_load(std::span<const int> slot_experts,
+                                           std::span<const double> load) const {
+  std::vector<int> replicas(load.size(), 0);
+  for (const int expert : slot_experts)
+    ++replicas[static_cast<std::size_t>(expert)];
+  const std::size_t per_rank = slot_experts.size() / static_cast<std::size_t>(shape_.ranks);
+  double busiest = 0;
+  for (std::size_t first = 0; first < slot_experts.size(); first += per_rank) {
+    double rank_load = 0;
+    for (std::size_t slot = first; slot < first + per_rank; ++slot) {
+      const auto expert = static_cast<std::size_t>(slot_experts[slot]);
+      rank_load += load[expert] / replicas[expert];
+    }
+    busiest = std::max(busiest, rank_load);
+  }
+  return busiest;
+}
+
 std::optional<RebalanceMove> ExpertRebalancer::rebalance(SimTime now, const ExpertPlacement& current) {
   if (current.slots() != shape_.experts + shape_.redundant_experts || current.ranks() != shape_.ranks) {
     throw InternalError("ExpertRebalancer::rebalance: the placement does not match the rebalancer's shape");
@@ -82,6 +101,7 @@ std::optional<RebalanceMove> ExpertRebalancer::rebalance(SimTime now, const Expe
   std::vector<double> load(experts);
   std::vector<std::vector<int>> layouts;
   bool observed = false;
+  int layers_kept = 0;
   for (int layer = 0; layer < layers_; ++layer) {
     std::fill(load.begin(), load.end(), 0.0);
     for (std::size_t b = 0; b < buckets_; ++b) {
@@ -90,8 +110,18 @@ std::optional<RebalanceMove> ExpertRebalancer::rebalance(SimTime now, const Expe
         load[e] += static_cast<double>(counts[e]);
     }
     observed = observed || std::any_of(load.begin(), load.end(), [](double value) { return value > 0; });
-    layouts.push_back(eplb_slot_experts(load, shape_.ranks, shape_.redundant_experts, shape_.ranks_per_node,
-                                        hierarchical_));
+    std::vector<int> fresh =
+        eplb_slot_experts(load, shape_.ranks, shape_.redundant_experts, shape_.ranks_per_node, hierarchical_);
+    if (min_gain_ > 0) {
+      std::vector<int> old_layout(static_cast<std::size_t>(current.slots()));
+      for (int slot = 0; slot < current.slots(); ++slot)
+        old_layout[static_cast<std::size_t>(slot)] = current.slot_expert(layer, slot);
+      if (busiest_rank_load(fresh, load) > (1 - min_gain_) * busiest_rank_load(old_layout, load)) {
+        fresh = std::move(old_layout);
+        ++layers_kept;
+      }
+    }
+    layouts.push_back(std::move(fresh));
   }
   // Forget the periods that passed and schedule the next rebalance after `now`.
   const SimTime periods = (now - next_) / every_ + 1;
@@ -157,7 +187,8 @@ std::optional<RebalanceMove> ExpertRebalancer::rebalance(SimTime now, const Expe
     }
     layouts[static_cast<std::size_t>(layer)] = std::move(matched);
   }
-  return RebalanceMove{ExpertPlacement(shape_.experts, shape_.ranks, layouts), std::move(bytes), slots_moved};
+  return RebalanceMove{ExpertPlacement(shape_.experts, shape_.ranks, layouts), std::move(bytes), slots_moved,
+                       layers_kept};
 }
 
 }  // namespace moesim

@@ -16,6 +16,7 @@ struct RebalanceMove {
   // ranks x ranks, row-major (source row, destination column): expert weight bytes sent.
   std::vector<double> bytes;
   std::int64_t slots_moved = 0;  // (layer, slot) pairs whose destination rank did not hold the expert
+  int layers_kept = 0;           // layers whose layout stayed (gain below min_gain)
 };
 
 // Periodic EPLB rebalancing of one instance from the load it observed (DESIGN.md §3, Placement).
@@ -29,6 +30,9 @@ struct RebalanceMove {
 // Assumption (moesim's own): the new layout's ranks are matched to the old ones (inside a node for the
 // hierarchical policy), pack by pack in order, each to the free old rank that already holds most of its
 // experts; EPLB's packs are interchangeable between equal GPUs, and the matching saves weight movement.
+// With min_gain > 0 a layer keeps its layout unless the new one lowers the busiest rank's load on the
+// window's loads by that fraction (moesim's own hysteresis: EPLB re-packs from scratch, and sampling
+// noise alone reorders a flat tail).
 // A slot whose rank held the same expert before needs no transfer; any other fetches the expert's
 // weights of that layer from a rank that held it, on the same node when one did, else the one that has
 // sent the fewest bytes so far (ties to the lowest rank).
@@ -59,11 +63,15 @@ class ExpertRebalancer {
   }
   std::vector<int> match_ranks(const std::vector<int>& fresh, int layer,
                                const ExpertPlacement& current) const;
+  // The busiest rank's expected load of a layout (slot experts, rank by rank) for per-expert `load`,
+  // replicas sharing their expert's load evenly.
+  double busiest_rank_load(std::span<const int> slot_experts, std::span<const double> load) const;
 
   PlacementShape shape_;
   bool hierarchical_;
   int layers_;
   double expert_bytes_;
+  double min_gain_;
   SimTime every_;
   SimTime gate_;  // counts are observed from next_ - gate_ on
   SimTime next_;

@@ -150,7 +150,8 @@ nlohmann::json build_report(const Scenario& scenario, const SimulationResult& re
     moe["rebalance"] = {{"count", load.rebalances()},
                         {"slots_moved", moved.slots_moved},
                         {"bytes_moved", moved.bytes_moved},
-                        {"stall_s", moved.stall_s}};
+                        {"stall_s", moved.stall_s},
+                        {"layers_kept", moved.layers_kept}};
   } else {
     moe = nullptr;
   }

@@ -531,7 +531,7 @@ class Simulation final : public EventHandler, public RequestObserver {
         double bytes = 0;
         for (const double value : move->bytes)
           bytes += value;
-        instance.moe->record(RebalanceSample{move->slots_moved, bytes, stall_s});
+        instance.moe->record(RebalanceSample{move->slots_moved, bytes, stall_s, move->layers_kept});
         result_.timeseries.record(now, kSeriesRebalanceStall, stall_s);
       }
     }

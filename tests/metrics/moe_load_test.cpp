@@ -80,12 +80,13 @@ TEST_CASE("MoE load metrics attribute stragglers and overflow per layer", "[metr
 TEST_CASE("MoE load metrics sum rebalances", "[metrics][moe]") {
   MoeLoadMetrics metrics(1, 4, 2);
   CHECK(metrics.rebalances() == 0);
-  metrics.record(RebalanceSample{3, 3e9, 0.25});
-  metrics.record(RebalanceSample{1, 1e9, 0.5});
+  metrics.record(RebalanceSample{3, 3e9, 0.25, 2});
+  metrics.record(RebalanceSample{1, 1e9, 0.5, 1});
   CHECK(metrics.rebalances() == 2);
   CHECK(metrics.rebalance_totals().slots_moved == 4);
   CHECK(metrics.rebalance_totals().bytes_moved == 4e9);
   CHECK(metrics.rebalance_totals().stall_s == 0.75);
+  CHECK(metrics.rebalance_totals().layers_kept == 3);
 }
 
 TEST_CASE("MoE load metrics attribute an expert's drops to classes by their counts", "[metrics][moe]") {

@@ -216,8 +216,9 @@ TEST_CASE("rebalancing specs parse and bad ones name the key", "[moe][placement]
   REQUIRE(spec.rebalance);
   CHECK(spec.rebalance->every_s == 600);
   CHECK(spec.rebalance->window_s == 600);
+  CHECK(spec.rebalance->min_gain == 0);
   const char* text =
-      R"({"kind": "eplb", "hierarchical": false, "rebalance": {"every_s": 60, "window_s": 180}})";
+      R"({"kind": "eplb", "hierarchical": false, "rebalance": {"every_s": 60, "window_s": 180, "min_gain": 0.1}})";
   CHECK(to_json(parse(text)) == JsonReader::parse_text(text, "x"));
   CHECK(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "window_s": 30}})").rebalance->window_s == 30);
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "window_s": 90}})"),
@@ -234,6 +235,10 @@ TEST_CASE("rebalancing specs parse and bad ones name the key", "[moe][placement]
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 1, "window_s": 1e-9}})"),
                     Contains("rebalance.window_s: expected seconds in [0.001"));
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {}})"), Contains("rebalance.every_s"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "min_gain": 1.5}})"),
+                    Contains("rebalance.min_gain"));
+  CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "min_gain": -0.1}})"),
+                    Contains("rebalance.min_gain"));
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": "1"}})"),
                     Contains("rebalance.every_s"));
   CHECK_THROWS_WITH(parse(R"({"kind": "eplb", "rebalance": {"every_s": 60, "period": 1}})"),

@@ -63,6 +63,23 @@ TEST_CASE("rebalancing re-places from the observed window and charges the moved 
   CHECK(rebalancer.next_due() == 50 * kSecond);
 }
 
+TEST_CASE("a layer keeps its layout unless the new one gains min_gain", "[moe][rebalance]") {
+  // The setup above: the old layout's busiest rank carries 20 of the window's load, EPLB's new one 10.
+  const ExpertPlacement old(4, 2, {{0, 0, 1, 2, 3, 3}});
+  for (const double min_gain : {0.5, 0.6}) {
+    CAPTURE(min_gain);
+    ExpertRebalancer rebalancer({10, 10, min_gain}, {4, 2, 2, 0}, false, 1, 1e9);
+    step(rebalancer, 1 * kSecond, {0, 0, 10, 10});
+    const auto move = rebalancer.rebalance(10 * kSecond, old);
+    REQUIRE(move);
+    const bool kept = min_gain > 0.5;  // a gain of exactly one half
+    CHECK(move->layers_kept == (kept ? 1 : 0));
+    CHECK(move->slots_moved == (kept ? 0 : 3));
+    CHECK(layout(move->placement, 0) ==
+          (kept ? std::vector<int>{0, 0, 1, 2, 3, 3} : std::vector<int>{1, 2, 3, 0, 2, 3}));
+  }
+}
+
 TEST_CASE("the rebalancing window sees only its last window_s seconds", "[moe][rebalance]") {
   const ExpertPlacement old(4, 2, {{0, 1, 2, 3}});
   // Every 10 s from the last 4 s: the load at 2 s is not seen, the load at 7 s is.
