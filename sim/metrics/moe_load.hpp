@@ -47,8 +47,9 @@ class MoeLoadMetrics {
   // Traffic classes whose drops are reported apart (names in the router's order); none by default.
   void set_classes(std::vector<std::string> names);
   // One class's routed counts per expert in the layer of the last record(MoeLayerSample). An expert's
-  // dropped assignments are attributed to the classes in proportion to their counts at that expert;
-  // they are the expert's overflow, scaled to the layer's drops when rerouting kept part of it.
+  // dropped assignments are its overflow, scaled to the layer's drops when rerouting kept part of it.
+  // Assumption (moesim's own): they hit the classes in proportion to their counts at that expert
+  // (overflowing tokens arrive in no particular class order).
   void record_class(int traffic_class, std::span<const std::int32_t> class_counts);
 
   std::int64_t assignments() const { return assignments_; }

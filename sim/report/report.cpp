@@ -146,6 +146,7 @@ nlohmann::json build_report(const Scenario& scenario, const SimulationResult& re
     moe["layers"] = load.layers_json(scenario.outputs.expert_load);
     moe["ranks"] = load.ranks_json();
     moe["stragglers"] = load.stragglers_json(kStragglerPairsReported);
+    moe["classes"] = load.classes_json();
     const RebalanceSample& moved = load.rebalance_totals();
     moe["rebalance"] = {{"count", load.rebalances()},
                         {"slots_moved", moved.slots_moved},

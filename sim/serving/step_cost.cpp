@@ -326,6 +326,10 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now)
     sample.rank_assignments = rank_kept_;
     sample.rank_busy_s = rank_busy_s_;
     moe_metrics_->record(sample);
+    if (router_->classes() > 1) {
+      for (int c = 0; c < router_->classes(); ++c)
+        moe_metrics_->record_class(c, router_->class_counts(c));
+    }
     ++moe_layer;
     const double overlapped_layer_s = close_layer(compute_before, communication_before);
     if (timeline_ != nullptr) report_layer(before, LayerTimeline::Kind::moe, layer, overlapped_layer_s);

@@ -109,3 +109,85 @@ TEST_CASE("periodic rebalancing is deterministic and charges its moves", "[servi
                                  "deployment.parallel.redundant_experts=8", "capacity.scope=per_rank"});
   CHECK(fixed["moe"]["rebalance"]["count"] == 0);
 }
+
+namespace {
+
+// OLMoE on EP8 with per-rank capacity; the traffic is arxiv until 40 s, then github (the measured
+// OLMoE counts of each domain); EPLB rebalanced every 20 s from the last 20 s; 10 s windows.
+nlohmann::json domain_shift_scenario() {
+  return nlohmann::json::parse(R"({
+    "name": "olmoe-domain-shift", "model": "olmoe-1b-7b", "cluster": "h100-8x1",
+    "deployment": {"parallel": {"attention_tp": 1, "attention_dp": 8, "expert_ep": 8, "expert_tp": 1},
+                   "scheduler": {"max_sequences": 64, "max_batched_tokens": 2048},
+                   "placement": {"kind": "eplb", "rebalance": {"every_s": 20}}},
+    "workload": {"kind": "poisson", "rate": 80, "duration_s": 80,
+                 "input": {"kind": "lognormal", "mean": 200, "sigma": 0.5, "max": 2000},
+                 "output": {"kind": "lognormal", "mean": 60, "sigma": 0.5, "max": 400}},
+    "router": {"classes": [
+        {"name": "arxiv", "popularity": {"kind": "empirical", "model": "OLMoE-1B-7B-0924", "domains": ["arxiv"]}},
+        {"name": "github", "popularity": {"kind": "empirical", "model": "OLMoE-1B-7B-0924", "domains": ["github"]}}],
+      "class_from": {"mix": {"arxiv": 1, "github": 0}},
+      "drift": {"schedule": [{"at_s": 40, "mix": {"arxiv": 0, "github": 1}}]}},
+    "capacity": {"capacity_factor": 1.25, "policy": "drop", "scope": "per_rank"},
+    "seed": 3, "outputs": {"timeseries_window_s": 10}})");
+}
+
+// Mean of a time series column over windows [first, last].
+double windows_mean(const nlohmann::json& series, const char* column, std::size_t first, std::size_t last) {
+  double total = 0;
+  for (std::size_t w = first; w <= last; ++w)
+    total += series.at(column).at(w).get<double>();
+  return total / static_cast<double>(last - first + 1);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a shift between OLMoE domains shows in the imbalance and drop rate, and rebalancing recovers "
+    "them after one window",
+    "[serving][moe][rebalance][olmoe]") {
+  const auto load = [](const std::string& name, const std::vector<std::string>& overrides) {
+    const Scenario scenario = load_test_scenario(domain_shift_scenario(), name, overrides);
+    const SimulationResult result = simulate(simulation_inputs(scenario));
+    return build_report(scenario, result, SimulatorCost{.wall_s = 1, .reproducible = true});
+  };
+  const auto rebalanced = load("shift_rebalanced.json", {});
+  const auto fixed = load("shift_fixed.json", {R"(deployment.placement={"kind": "eplb"})"});
+  struct Phases {
+    double rank_excess[3];  // rank max/mean - 1 in 20-40 s, 40-60 s, 60-80 s
+    double drop_rate[3];
+  };
+  const auto phases = [](const nlohmann::json& report) {
+    const auto& series = report["timeseries"];
+    Phases p{};
+    for (std::size_t i = 0; i < 3; ++i) {
+      p.rank_excess[i] = windows_mean(series, "rank_max_over_mean", 2 + 2 * i, 3 + 2 * i) - 1;
+      p.drop_rate[i] = windows_mean(series, "moe_drop_rate", 2 + 2 * i, 3 + 2 * i);
+    }
+    return p;
+  };
+  const Phases on = phases(rebalanced), off = phases(fixed);
+  INFO("rank excess (on) " << on.rank_excess[0] << " " << on.rank_excess[1] << " " << on.rank_excess[2]
+                           << ", drop rate (on) " << on.drop_rate[0] << " " << on.drop_rate[1] << " "
+                           << on.drop_rate[2] << "; (off) " << off.rank_excess[2] << " " << off.drop_rate[2]);
+  for (const Phases* p : {&on, &off}) {
+    // At the shift the placement built for arxiv meets github's hot experts.
+    CHECK(p->rank_excess[1] > 1.25 * p->rank_excess[0]);
+    CHECK(p->drop_rate[1] > 4 * p->drop_rate[0]);
+  }
+  // The rebalance at 60 s, from the 40-60 s window, brings both back; without it they stay.
+  CHECK(on.rank_excess[2] < 1.1 * on.rank_excess[0]);
+  CHECK(on.drop_rate[2] < 1.5 * on.drop_rate[0]);
+  CHECK(off.rank_excess[2] > 1.25 * off.rank_excess[0]);
+  CHECK(off.drop_rate[2] > 4 * off.drop_rate[0]);
+  CHECK(rebalanced["moe"]["rebalance"]["count"].get<int>() >= 3);  // 20, 40, 60 s (and 80 s while draining)
+  CHECK(rebalanced["moe"]["rebalance"]["slots_moved"].get<double>() > 0);
+
+  // Drops per class: github, whose hot experts the arxiv layout packs together, loses more.
+  const auto& classes = fixed["moe"]["classes"];
+  REQUIRE(classes.size() == 2);
+  CHECK(classes[0]["class"] == "arxiv");
+  CHECK(classes[1]["drop_rate"].get<double>() > 2 * classes[0]["drop_rate"].get<double>());
+  CHECK(classes[0]["dropped_assignments"].get<double>() + classes[1]["dropped_assignments"].get<double>() ==
+        Approx(fixed["moe"]["dropped_assignments"].get<double>()));
+}
