@@ -265,11 +265,11 @@ class Simulation final : public EventHandler, public RequestObserver {
         std::uint64_t seed_mix = inputs_.seed + i;
         instance.router = make_router(*inputs_.router, model_.derived.moe_layers, model_.experts,
                                       model_.top_k, splitmix64(seed_mix));
-        if (i == 0 && instance.router->classes() > 1) {
+        if (i == group.first && moe != nullptr && instance.router->classes() > 1) {
           std::vector<std::string> names;
           for (int c = 0; c < instance.router->classes(); ++c)
             names.push_back(instance.router->class_name(c));
-          result_.moe->set_classes(std::move(names));
+          moe->set_classes(std::move(names));
         }
         instance.placement = std::make_unique<ExpertPlacement>(
             make_placement(deployment.placement,
