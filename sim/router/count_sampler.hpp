@@ -44,6 +44,8 @@ class CountSampler {
   CountSampler(std::span<const double> sorted_inclusion, int top_k);
 
   int experts() const { return static_cast<int>(level_of_position_.size()); }
+  // Whether the per-T tables are those of `tokens` (a sample of another T rebuilds them first).
+  bool prepared_for(std::int64_t tokens) const { return tokens == prepared_tokens_; }
 
   // counts[by_popularity[i]] receives the count of the i-th most popular expert.
   void sample(Rng& rng, std::int64_t tokens, std::span<const int> by_popularity,

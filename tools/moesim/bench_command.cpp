@@ -69,6 +69,13 @@ void bench_engine(std::uint64_t events, std::size_t population) {
              static_cast<double>(events) / wall / 1e6);
 }
 
+constexpr const char* kHierarchicalDeepSeekRouter = R"({
+  "classes": [{"name": "translation", "popularity": {"kind": "preset", "name": "deepseek-v3"}},
+              {"name": "chat", "popularity": {"kind": "zipf", "exponent": 0.7}}],
+  "class_from": {"mix": {"translation": 0.7, "chat": 0.3}},
+  "drift": {"schedule": [{"at_s": 1800, "mix": {"translation": 0.3, "chat": 0.7}}],
+            "rotation": {"period_s": 600, "experts_per_period": 1}}})";
+
 struct ScenarioFigures {
   double wall_s = 0;
   double sim_time_s = 0;
@@ -167,6 +174,12 @@ void add_bench_command(CLI::App& app) {
     if (*quick) overrides.push_back("workload.duration_s=600");
     bench_scenario("deepseek-v3 EP32", scenarios / "deepseek-v3-h800x32-azure-conv.json", overrides,
                    "goal < 10 s, a few hundred MB");
+    // The same with the hierarchical router on: two classes, a mix that shifts at mid-run and hot
+    // experts that rotate every 10 minutes.
+    auto hierarchical = overrides;
+    hierarchical.push_back(std::string("router=") + kHierarchicalDeepSeekRouter);
+    bench_scenario("deepseek-v3 classes", scenarios / "deepseek-v3-h800x32-azure-conv.json", hierarchical,
+                   "goal within 1.5x of deepseek-v3 EP32");
     bench_scenario("vidur llama-2-70b", scenarios / "llama2-70b-a100-tp2-azure-conv-vidur.json", overrides,
                    "goal < 0.2 s, 50 MB (Vidur: ~19 s, 1.7 GB)");
     bench_scenario("mixtral-8x7b", scenarios / "mixtral-8x7b-h100x8-azure-code.json", overrides, "");

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -138,12 +139,22 @@ void inspect(const InspectOptions& options) {
     return *std::max_element(r.kept_per_slot.begin(), r.kept_per_slot.end()) / mean;
   };
   std::vector<LayerFigures> figures(static_cast<std::size_t>(layers));
+  // Per class: its tokens' busiest expert over their mean, averaged over layers and steps.
+  std::vector<double> class_max_over_mean(static_cast<std::size_t>(router->classes()), 0.0);
+  std::vector<int> class_samples(class_max_over_mean.size(), 0);
   for (int layer = 0; layer < layers; ++layer) {
     LayerFigures& f = figures[static_cast<std::size_t>(layer)];
     const auto share = router->popularity(layer);
     f.busiest_expert_share = *std::max_element(share.begin(), share.end()) * model.experts;
     for (int step = 0; step < options.steps; ++step) {
       router->sample_counts(layer, tokens, counts);
+      for (int c = 0; c < router->classes(); ++c) {
+        const auto own = router->class_counts(c);
+        const double total = std::accumulate(own.begin(), own.end(), 0.0);
+        if (total == 0) continue;
+        class_max_over_mean[c] += *std::max_element(own.begin(), own.end()) * model.experts / total;
+        ++class_samples[c];
+      }
       const MoeLayerResult& b = evaluate_before.evaluate(layer, tokens, counts);
       f.rank_before += b.rank_imbalance() / options.steps;
       f.slot_before += slot_max_over_mean(b, before.slots()) / options.steps;
@@ -159,6 +170,37 @@ void inspect(const InspectOptions& options) {
   fmt::print("source    {}\n", subject.description);
   fmt::print("model     {}: {} MoE layers, {} experts, top-{}\n", model.name, layers, model.experts,
              model.top_k);
+  if (subject.router.hierarchical() || router->classes() > 1) {
+    // The class mix the tokens are split by: the weights at time 0 (equal when classes come from
+    // the workload), each class's tokens spread evenly over its affinity groups.
+    std::vector<double> weights(static_cast<std::size_t>(router->classes()));
+    router->class_weights(0, weights);
+    const auto classes = subject.router.resolved_classes();
+    for (int c = 0; c < router->classes(); ++c) {
+      const auto& spec = classes[static_cast<std::size_t>(c)];
+      fmt::print("class     {}: weight {:.3f}, popularity {}, {}; expert max/mean of its tokens {:.2f}\n",
+                 spec.name, weights[c], to_json(spec.popularity).dump(),
+                 spec.concentration > 0 ? fmt::format("concentration {:g} in {} affinity groups",
+                                                      spec.concentration, spec.affinity_groups)
+                                        : std::string("one vector for all its requests"),
+                 class_samples[c] > 0 ? class_max_over_mean[c] / class_samples[c] : 0.0);
+    }
+    if (subject.router.class_source != ClassSource::mix) {
+      fmt::print("classes   from the workload ({}); sampled here with equal weights\n",
+                 subject.router.class_source == ClassSource::trace_column ? "trace column" : "tenant map");
+    }
+    for (std::size_t i = 1; i < subject.router.mix.size(); ++i) {
+      const auto& point = subject.router.mix[i];
+      fmt::print("drift     from {:g} s{}:", point.at_s, subject.router.interpolate ? " (blended)" : "");
+      for (int c = 0; c < router->classes(); ++c)
+        fmt::print(" {} {:.3f}", router->class_name(c), point.weights[static_cast<std::size_t>(c)]);
+      fmt::print("\n");
+    }
+    if (subject.router.rotation.period_s > 0) {
+      fmt::print("drift     hot experts rotate by {} every {:g} s (not applied here)\n",
+                 subject.router.rotation.experts_per_period, subject.router.rotation.period_s);
+    }
+  }
   fmt::print(
       "sampled   EP{}, {} tokens per rank ({} per layer-step), {} steps per layer; {} vs {} ({} slots "
       "per rank, {} ranks per node)\n",
