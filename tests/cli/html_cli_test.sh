@@ -2,25 +2,7 @@
 # `moesim report --html` and `moesim run --chrome-trace` as a user runs them: exit codes,
 # messages naming the file or option, no partial output. Prints "N passed, M failed".
 set -u
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-check() {  # check NAME EXPECTED_CODE PATTERN -- command...
-  local name=$1 expected=$2 pattern=$3
-  shift 4
-  local output code
-  output=$("$@" 2>&1)
-  code=$?
-  if [ "$code" -eq "$expected" ] && grep -qE -- "$pattern" <<<"$output"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name (exit $code, expected $expected; wanted /$pattern/)"
-    echo "$output" | head -5
-  fi
-}
+source "$(dirname "$0")/harness.sh"
 absent() {  # absent NAME FILE: a failed command left nothing behind
   check "$1" 0 "" -- bash -c "! ls -a '$(dirname "$2")' | grep -q '$(basename "$2")'"
 }
@@ -92,5 +74,4 @@ check "a failed run leaves no trace" 2 "unknown key" -- "$MOESIM" run "$small" -
   --report "$work/bad10.json" --chrome-trace "$work/bad10.trace.json"
 absent "no trace after a failed run" "$work/bad10.trace.json"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
