@@ -404,13 +404,19 @@ void RecordedRouting::sample_counts(int layer, std::int64_t tokens, std::span<st
     remainders_[e] = exact - whole;
     assigned += counts[e];
   }
+  // Only the `left` largest remainders are needed (fewer than experts): a partial sort, ties to the
+  // lower expert.
+  const auto left = static_cast<std::size_t>(tokens * top_k_ - assigned);
   std::iota(order_.begin(), order_.end(), 0);
-  std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) {
-    return remainders_[static_cast<std::size_t>(a)] > remainders_[static_cast<std::size_t>(b)];
-  });
-  for (std::int64_t left = tokens * top_k_ - assigned, i = 0; left > 0; --left, ++i) {
-    ++counts[static_cast<std::size_t>(order_[static_cast<std::size_t>(i % experts_)])];
-  }
+  std::partial_sort(order_.begin(),
+                    order_.begin() + static_cast<std::ptrdiff_t>(std::min(left, order_.size())), order_.end(),
+                    [&](int a, int b) {
+                      const double ra = remainders_[static_cast<std::size_t>(a)];
+                      const double rb = remainders_[static_cast<std::size_t>(b)];
+                      return ra != rb ? ra > rb : a < b;
+                    });
+  for (std::size_t i = 0; i < left; ++i)
+    ++counts[static_cast<std::size_t>(order_[i % order_.size()])];
 }
 
 }  // namespace moesim
