@@ -130,71 +130,93 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
   // Without replicas and rank capacity, an expert's kept load is its slot's: fill both at once.
   const bool direct = all_single_slot_ && !rank_cap;
   const std::int64_t cap = expert_cap ? r.capacity : std::numeric_limits<std::int32_t>::max();
+  // Locals, not members, in the loops: the int32 stores below could otherwise alias them.
+  const int experts = experts_;
+  const std::int32_t* routed = counts.data();
+  std::int32_t* kept_per_expert = r.kept_per_expert.data();
+  std::int32_t* kept_per_slot = r.kept_per_slot.data();
   std::int32_t expert_max = 0;
-  std::int64_t overflow = 0;
+  std::int64_t overflow = 0, assignments = 0;
   if (direct) {
     // The common case, one pass: every expert owns one slot.
-    for (int e = 0; e < experts_; ++e) {
-      r.assignments += counts[e];
-      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
-      r.kept_per_slot[only_slot[e]] = kept;
-      r.kept_per_expert[e] = kept;
+    for (int e = 0; e < experts; ++e) {
+      assignments += routed[e];
+      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(routed[e], cap));
+      kept_per_slot[only_slot[e]] = kept;
+      kept_per_expert[e] = kept;
       expert_max = std::max(expert_max, kept);
-      overflow += counts[e] - kept;
+      overflow += routed[e] - kept;
     }
   } else {
-    for (int e = 0; e < experts_; ++e) {
-      r.assignments += counts[e];
-      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(counts[e], cap));
-      r.kept_per_expert[e] = kept;
-      overflow += counts[e] - kept;
+    for (int e = 0; e < experts; ++e) {
+      assignments += routed[e];
+      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(routed[e], cap));
+      kept_per_expert[e] = kept;
+      expert_max = std::max(expert_max, kept);
+      overflow += routed[e] - kept;
     }
   }
+  r.assignments = assignments;
   // Dropless keeps the zeros the overflow vector was built with.
   if (expert_cap) {
-    for (int e = 0; e < experts_; ++e)
-      r.overflow_per_expert[e] = counts[e] - r.kept_per_expert[e];
+    for (int e = 0; e < experts; ++e)
+      r.overflow_per_expert[e] = routed[e] - kept_per_expert[e];
   }
   if (reroute && expert_cap && overflow > 0) {
     reroute_to_experts(tokens, next_choice);
     expert_max = *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
-    for (int e = 0; direct && e < experts_; ++e)
-      r.kept_per_slot[only_slot[e]] = r.kept_per_expert[e];
+    for (int e = 0; direct && e < experts; ++e)
+      kept_per_slot[only_slot[e]] = kept_per_expert[e];
   }
-  for (int e = 0; !direct && e < experts_; ++e) {
-    const std::int32_t kept = r.kept_per_expert[e];
+  for (int e = 0; !direct && e < experts; ++e) {
+    const std::int32_t kept = kept_per_expert[e];
     if (only_slot[e] >= 0) {
-      r.kept_per_slot[only_slot[e]] = kept;
+      kept_per_slot[only_slot[e]] = kept;
       continue;
     }
     const auto slots = placement_.expert_slots(layer, e);
     const auto replicas = static_cast<std::int32_t>(slots.size());
     for (std::int32_t i = 0; i < replicas; ++i)
-      r.kept_per_slot[slots[i]] = kept / replicas + (i < kept % replicas ? 1 : 0);
+      kept_per_slot[slots[i]] = kept / replicas + (i < kept % replicas ? 1 : 0);
   }
   if (rank_cap) {
     apply_rank_capacity();
     if (reroute) reroute_to_ranks(layer, next_choice);
   }
 
-  if (!direct) std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
+  // Only a rank capacity changes the slots after kept_per_expert was set: then it is summed back.
+  const bool resum_experts = rank_cap;
+  if (resum_experts) std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
   std::int64_t kept_total = 0;
   // Slots are numbered rank by rank, so each rank's sums stay in registers.
   const int slots_per_rank = placement_.slots_per_rank();
-  for (int rank = 0, slot = 0; rank < placement_.ranks(); ++rank) {
+  const int ranks = placement_.ranks();
+  std::int64_t* kept_per_rank = r.kept_per_rank.data();
+  std::int32_t* active_per_rank = r.active_experts_per_rank.data();
+  std::int32_t* largest_per_rank = r.max_expert_load_per_rank.data();
+  std::int64_t straggler_load = -1;
+  int straggler = 0;
+  for (int rank = 0, slot = 0; rank < ranks; ++rank) {
     std::int64_t rank_load = 0;
     std::int32_t active = 0, largest = 0;
     for (const int end = slot + slots_per_rank; slot < end; ++slot) {
-      const std::int32_t load = r.kept_per_slot[slot];
-      if (!direct) r.kept_per_expert[slot_expert[slot]] += load;
+      const std::int32_t load = kept_per_slot[slot];
       rank_load += load;
-      active += load > 0 ? 1 : 0;
+      active += static_cast<std::int32_t>(load > 0);
       largest = std::max(largest, load);
     }
-    r.kept_per_rank[rank] = rank_load;
-    r.active_experts_per_rank[rank] = active;
-    r.max_expert_load_per_rank[rank] = largest;
+    kept_per_rank[rank] = rank_load;
+    active_per_rank[rank] = active;
+    largest_per_rank[rank] = largest;
     kept_total += rank_load;
+    if (rank_load > straggler_load) {
+      straggler_load = rank_load;
+      straggler = rank;
+    }
+  }
+  if (resum_experts) {
+    for (int slot = 0; slot < placement_.slots(); ++slot)
+      kept_per_expert[slot_expert[slot]] += kept_per_slot[slot];
   }
   if (rank_cap) {
     for (int e = 0; e < experts_; ++e)
@@ -211,11 +233,10 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     r.tokens_fully_dropped = static_cast<double>(tokens) * all_lost;
   }
   r.expert_max_load =
-      direct ? expert_max : *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end());
+      resum_experts ? *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end()) : expert_max;
   r.expert_mean_load = static_cast<double>(kept_total) / experts_;
-  const auto straggler = std::max_element(r.kept_per_rank.begin(), r.kept_per_rank.end());
-  r.straggler_rank = static_cast<int>(straggler - r.kept_per_rank.begin());
-  r.rank_max_load = *straggler;
+  r.straggler_rank = straggler;
+  r.rank_max_load = straggler_load;
   r.rank_mean_load = static_cast<double>(kept_total) / placement_.ranks();
   return r;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include <fmt/format.h>
@@ -76,6 +77,22 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
       }
     }
   }
+  for (int rank = 0; rank < ranks; ++rank) {
+    node_of_rank_.push_back(layout_.node(rank));
+    position_of_rank_.push_back(layout_.position(rank));
+    if (runs_.empty() || runs_.back().node != layout_.node(rank))
+      runs_.push_back({layout_.node(rank), rank, rank});
+    runs_.back().end = rank + 1;
+  }
+  sends_.resize(ranks);
+  rank_active_.resize(ranks);
+  forwards_.resize(ranks);
+  peers_.resize(ranks);
+  source_tokens_.assign(ranks, std::numeric_limits<double>::quiet_NaN());
+  rail_tokens_.resize(ranks);
+  relayed_tokens_.resize(ranks);
+  rank_selected_.resize(ranks);
+  power_base_.resize(ranks);
   rank_share_.resize(ranks);
   node_share_.resize(layout_.node_count());
   node_tokens_.resize(layout_.node_count());
@@ -91,6 +108,59 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
   scale_out_in_.resize(ranks);
 }
 
+void ExpertParallelComm::update_sources(std::span<const double> tokens_from_rank) const {
+  const auto ranks = tokens_from_rank.size();
+  std::copy(tokens_from_rank.begin(), tokens_from_rank.end(), source_tokens_.begin());
+  std::fill(node_tokens_.begin(), node_tokens_.end(), 0.0);
+  std::fill(position_tokens_.begin(), position_tokens_.end(), 0.0);
+  all_tokens_ = 0;
+  for (std::size_t rank = 0; rank < ranks; ++rank) {
+    all_tokens_ += tokens_from_rank[rank];
+    node_tokens_[node_of_rank_[rank]] += tokens_from_rank[rank];
+    position_tokens_[position_of_rank_[rank]] += tokens_from_rank[rank];
+  }
+  for (std::size_t rank = 0; rank < ranks; ++rank) {
+    rail_tokens_[rank] = position_tokens_[position_of_rank_[rank]];
+    relayed_tokens_[rank] = rail_tokens_[rank] - tokens_from_rank[rank];
+    sends_[rank] = tokens_from_rank[rank] > 0 ? 1.0 : 0.0;
+    forwards_[rank] = tokens_from_rank[rank] > 0 || relayed_tokens_[rank] > 0 ? 1.0 : 0.0;
+  }
+}
+
+void ExpertParallelComm::compute_rank_reach(int top_k, bool node_limited) const {
+  const std::size_t ranks = rank_share_.size();
+  const double* share = rank_share_.data();
+  const double* selected = rank_selected_.data();
+  double* base = power_base_.data();
+  double* reach = rank_reach_.data();
+  // The same multiplications as integer_power, one pass over the ranks per step of the exponent.
+  if (node_limited) {
+    for (std::size_t r = 0; r < ranks; ++r)
+      base[r] = selected[r] > 0 ? 1 - share[r] / selected[r] : 1.0;
+  } else {
+    for (std::size_t r = 0; r < ranks; ++r)
+      base[r] = 1 - share[r];
+  }
+  std::fill_n(reach, ranks, 1.0);
+  for (int n = top_k; n > 0; n >>= 1) {
+    if (n & 1) {
+      for (std::size_t r = 0; r < ranks; ++r)
+        reach[r] *= base[r];
+    }
+    if (n > 1) {
+      for (std::size_t r = 0; r < ranks; ++r)
+        base[r] *= base[r];
+    }
+  }
+  if (node_limited) {
+    for (std::size_t r = 0; r < ranks; ++r)
+      reach[r] = selected[r] > 0 ? selected[r] * (1 - reach[r]) : 0.0;
+  } else {
+    for (std::size_t r = 0; r < ranks; ++r)
+      reach[r] = 1 - reach[r];
+  }
+}
+
 bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
   const int ranks = layout_.rank_count();
   if (traffic.tokens_from_rank.size() != static_cast<std::size_t>(ranks) ||
@@ -99,12 +169,20 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
                                     ranks, traffic.tokens_from_rank.size(),
                                     traffic.assignments_to_rank.size(), traffic.top_k));
   }
-  double all_assignments = 0;
-  double all_tokens = 0;
-  for (int rank = 0; rank < ranks; ++rank) {
-    all_assignments += traffic.assignments_to_rank[rank];
-    all_tokens += traffic.tokens_from_rank[rank];
+  if (std::memcmp(traffic.tokens_from_rank.data(), source_tokens_.data(), sizeof(double) * ranks) != 0)
+    update_sources(traffic.tokens_from_rank);
+  const double* assigned = traffic.assignments_to_rank.data();
+  // Four partial sums (assignment counts are whole numbers, so the order does not change the sum).
+  double partial[4] = {0, 0, 0, 0};
+  int next = 0;
+  for (; next + 4 <= ranks; next += 4) {
+    for (int lane = 0; lane < 4; ++lane)
+      partial[lane] += assigned[next + lane];
   }
+  for (; next < ranks; ++next)
+    partial[0] += assigned[next];
+  const double all_assignments = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+  const double all_tokens = all_tokens_;
   most_peers_ = 0;
   any_same_node_ = false;
   any_cross_node_ = false;
@@ -112,51 +190,49 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
 
   const double k = traffic.top_k;
   const double payload = traffic.bytes_per_token;
+  const double* tokens_from = traffic.tokens_from_rank.data();
+  const int* node_of = node_of_rank_.data();
+  double* share = rank_share_.data();
+  for (int r = 0; r < ranks; ++r)
+    share[r] = assigned[r] / all_assignments;
   std::fill(node_share_.begin(), node_share_.end(), 0.0);
-  std::fill(node_tokens_.begin(), node_tokens_.end(), 0.0);
-  std::fill(node_unique_.begin(), node_unique_.end(), 0.0);
   std::fill(node_active_ranks_.begin(), node_active_ranks_.end(), 0);
-  std::fill(position_tokens_.begin(), position_tokens_.end(), 0.0);
   int active_ranks = 0;
-  for (int rank = 0; rank < ranks; ++rank) {
-    const int node = layout_.node(rank);
-    const double share = traffic.assignments_to_rank[rank] / all_assignments;
-    rank_share_[rank] = share;
-    node_share_[node] += share;
-    node_tokens_[node] += traffic.tokens_from_rank[rank];
-    position_tokens_[layout_.position(rank)] += traffic.tokens_from_rank[rank];
-    if (share > 0) {
-      ++node_active_ranks_[node];
-      ++active_ranks;
+  for (const NodeRun& run : runs_) {
+    double node_share = node_share_[run.node];
+    int active = 0;
+    for (int r = run.first; r < run.end; ++r) {
+      node_share += share[r];
+      rank_active_[r] = static_cast<int>(share[r] > 0);
+      active += rank_active_[r];
     }
-    if (transport_ == EpTransport::high_throughput) {
-      rank_reach_[rank] = 1 - integer_power(1 - share, traffic.top_k);
-      node_unique_[node] += rank_reach_[rank];
-    }
+    node_share_[run.node] = node_share;
+    node_active_ranks_[run.node] += active;
+    active_ranks += active;
   }
 
   if (transport_ == EpTransport::low_latency) {
     for (int rank = 0; rank < ranks; ++rank) {
-      const int node = layout_.node(rank);
-      const double tokens = traffic.tokens_from_rank[rank];
-      const double share = rank_share_[rank];
+      const int node = node_of[rank];
+      const double tokens = tokens_from[rank];
+      const double own_share = share[rank];
       const double sent = k * tokens * payload;
-      const double same_node_out = sent * (node_share_[node] - share);
+      const double same_node_out = sent * (node_share_[node] - own_share);
       const double cross_node_out = sent * (1 - node_share_[node]);
       any_same_node_ = any_same_node_ || same_node_out > 0;
       any_cross_node_ = any_cross_node_ || cross_node_out > 0;
       if (rdma_only_) {
         scale_up_out_[rank] = 0;
         scale_up_in_[rank] = 0;
-        scale_out_out_[rank] = sent * (1 - share);
-        scale_out_in_[rank] = k * payload * share * (all_tokens - tokens);
+        scale_out_out_[rank] = sent * (1 - own_share);
+        scale_out_in_[rank] = k * payload * own_share * (all_tokens - tokens);
       } else {
         scale_up_out_[rank] = same_node_out;
-        scale_up_in_[rank] = k * payload * share * (node_tokens_[node] - tokens);
+        scale_up_in_[rank] = k * payload * own_share * (node_tokens_[node] - tokens);
         scale_out_out_[rank] = cross_node_out;
-        scale_out_in_[rank] = k * payload * share * (all_tokens - node_tokens_[node]);
+        scale_out_in_[rank] = k * payload * own_share * (all_tokens - node_tokens_[node]);
       }
-      if (tokens > 0) most_peers_ = std::max(most_peers_, active_ranks - (share > 0 ? 1 : 0));
+      if (tokens > 0) most_peers_ = std::max(most_peers_, active_ranks - (own_share > 0 ? 1 : 0));
     }
     return true;
   }
@@ -172,7 +248,6 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
       node_reach_[node] =
           selected > 0 ? selected * (1 - integer_power(1 - node_share_[node] / selected, traffic.top_k))
                        : 0.0;
-      node_unique_[node] = 0;
     } else {
       node_reach_[node] = 1 - integer_power(1 - node_share_[node], traffic.top_k);
     }
@@ -180,32 +255,54 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
     if (node_reach_[node] > 0) ++nodes_reached;
   }
   if (node_limited) {
-    for (int rank = 0; rank < ranks; ++rank) {
-      const int node = layout_.node(rank);
-      const double selected = node_selected_[node];
-      rank_reach_[rank] =
-          selected > 0 ? selected * (1 - integer_power(1 - rank_share_[rank] / selected, traffic.top_k))
-                       : 0.0;
-      node_unique_[node] += rank_reach_[rank];
+    for (const NodeRun& run : runs_)
+      std::fill(rank_selected_.begin() + run.first, rank_selected_.begin() + run.end,
+                node_selected_[run.node]);
+  }
+  compute_rank_reach(traffic.top_k, node_limited);
+  const double* reach = rank_reach_.data();
+  std::fill(node_unique_.begin(), node_unique_.end(), 0.0);
+  for (const NodeRun& run : runs_) {
+    double unique = node_unique_[run.node];
+    for (int r = run.first; r < run.end; ++r)
+      unique += reach[r];
+    node_unique_[run.node] = unique;
+  }
+  const double* rail_tokens = rail_tokens_.data();
+  const double* relayed_tokens = relayed_tokens_.data();
+  const double* sends = sends_.data();
+  const double* forwards = forwards_.data();
+  double* up_out = scale_up_out_.data();
+  double* up_in = scale_up_in_.data();
+  double* net_out = scale_out_out_.data();
+  double* net_in = scale_out_in_.data();
+  double* peers = peers_.data();
+  for (const NodeRun& run : runs_) {
+    const double node_reach = node_reach_[run.node];
+    const double other_nodes_reach = reach_sum - node_reach;
+    const double unique = node_unique_[run.node];
+    const double active = node_active_ranks_[run.node];
+    const double remote_peers = nodes_reached - (node_reach > 0 ? 1 : 0);
+    for (int r = run.first; r < run.end; ++r) {
+      net_out[r] = tokens_from[r] * payload * other_nodes_reach;
+      net_in[r] = payload * node_reach * relayed_tokens[r];
+      up_out[r] = payload * rail_tokens[r] * (unique - reach[r]);
+      up_in[r] = payload * reach[r] * (all_tokens - rail_tokens[r]);
+      // From the stored flag rather than a comparison, which the compiler turns into a branch that
+      // routing makes unpredictable.
+      peers[r] = forwards[r] * (active - rank_active_[r]) + sends[r] * remote_peers;
     }
   }
-  for (int rank = 0; rank < ranks; ++rank) {
-    const int node = layout_.node(rank);
-    const double tokens = traffic.tokens_from_rank[rank];
-    const double rail_tokens = position_tokens_[layout_.position(rank)];
-    const double relayed_tokens = rail_tokens - tokens;
-    const double reach = rank_reach_[rank];
-    scale_out_out_[rank] = tokens * payload * (reach_sum - node_reach_[node]);
-    scale_out_in_[rank] = payload * node_reach_[node] * relayed_tokens;
-    scale_up_out_[rank] = payload * rail_tokens * (node_unique_[node] - reach);
-    scale_up_in_[rank] = payload * reach * (all_tokens - rail_tokens);
-    any_same_node_ = any_same_node_ || scale_up_out_[rank] > 0;
-    any_cross_node_ = any_cross_node_ || scale_out_out_[rank] > 0;
-    const int own_node_peers =
-        tokens > 0 || relayed_tokens > 0 ? node_active_ranks_[node] - (rank_share_[rank] > 0 ? 1 : 0) : 0;
-    const int remote_peers = tokens > 0 ? nodes_reached - (node_reach_[node] > 0 ? 1 : 0) : 0;
-    most_peers_ = std::max(most_peers_, own_node_peers + remote_peers);
+  double most_peers = 0;
+  int same_node = 0, cross_node = 0;
+  for (int r = 0; r < ranks; ++r) {
+    same_node |= static_cast<int>(up_out[r] > 0);
+    cross_node |= static_cast<int>(net_out[r] > 0);
+    most_peers = std::max(most_peers, peers[r]);
   }
+  any_same_node_ = same_node != 0;
+  any_cross_node_ = cross_node != 0;
+  most_peers_ = static_cast<int>(most_peers);
   return true;
 }
 

@@ -79,6 +79,12 @@ class ExpertParallelComm {
   };
   // Fills the per-rank port loads; returns false when nothing moves.
   bool compute_loads(const EpTraffic& traffic) const;
+  // The facts that depend only on where tokens come from: every MoE layer of a step shares them, so
+  // they are recomputed only when tokens_from_rank changes.
+  void update_sources(std::span<const double> tokens_from_rank) const;
+  // rank_reach_[r] = selected(r) (1 - (1 - rank_share_[r] / selected(r))^top_k), selected = 1 without a
+  // node limit, over arrays so that the loops vectorise.
+  void compute_rank_reach(int top_k, bool node_limited) const;
   double phase_seconds(const EpTraffic& traffic, bool reverse) const;
   double phase_from_loads(bool reverse, double payload_scale) const;
   // The phase's time from its busiest port's seconds at payload scale 1.
@@ -95,20 +101,43 @@ class ExpertParallelComm {
   double cross_node_latency_ = 0;  // longest between ranks of different nodes
   double rail_latency_ = 0;        // longest from a rank to its forwarder on another node
 
+  // Maximal runs of consecutive ranks on one node (one run per node when ranks are numbered node by
+  // node): per-node values stay in registers over a run, and its loops vectorise.
+  struct NodeRun {
+    int node;
+    int first;
+    int end;
+  };
+  std::vector<NodeRun> runs_;
+  std::vector<int> node_of_rank_;      // layout_.node(r)
+  std::vector<int> position_of_rank_;  // layout_.position(r)
+
+  // Source facts of the last tokens_from_rank (update_sources).
+  mutable std::vector<double> source_tokens_;  // tokens_from_rank as last seen (NaN before the first)
+  mutable double all_tokens_ = 0;
+  mutable std::vector<double> node_tokens_;     // tokens originating on node N
+  mutable std::vector<double> rail_tokens_;     // per rank: tokens originating at its position on every node
+  mutable std::vector<double> relayed_tokens_;  // per rank: rail_tokens_ minus its own
+  mutable std::vector<double> sends_;           // per rank: 1 when it has tokens of its own, else 0
+  mutable std::vector<double> forwards_;        // per rank: 1 when it has tokens or relays some, else 0
+
   // Scratch, sized at construction.
   mutable std::vector<double> rank_share_;       // p_d
   mutable std::vector<double> node_share_;       // P_N
-  mutable std::vector<double> node_tokens_;      // tokens originating on node N
   mutable std::vector<double> node_reach_;       // U_N
   mutable std::vector<double> node_selected_;    // s_N under node-limited routing
   mutable std::vector<double> node_unique_;      // sum of u_d over the node's ranks
   mutable std::vector<double> rank_reach_;       // u_d: a token reaches rank d at least once
+  mutable std::vector<double> rank_selected_;    // s_N of the rank's node (node-limited routing)
+  mutable std::vector<double> power_base_;       // scratch of compute_rank_reach
   mutable std::vector<int> node_active_ranks_;   // ranks of the node with p_d > 0
+  mutable std::vector<int> rank_active_;         // 1 where p_d > 0, else 0
   mutable std::vector<double> position_tokens_;  // Rt_q: tokens originating at position q over all nodes
   mutable std::vector<double> scale_up_out_;
   mutable std::vector<double> scale_up_in_;
   mutable std::vector<double> scale_out_out_;
   mutable std::vector<double> scale_out_in_;
+  mutable std::vector<double> peers_;  // per rank: the peers it exchanges with in the phase
   mutable int most_peers_ = 0;
   mutable bool any_same_node_ = false;
   mutable bool any_cross_node_ = false;

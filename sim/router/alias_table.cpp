@@ -1,13 +1,13 @@
 #include "sim/router/alias_table.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "sim/common/error.hpp"
 
 namespace moesim {
 
-AliasTable::AliasTable(std::span<const double> weights)
-    : threshold_(weights.size(), 1.0), alias_(weights.size()) {
+AliasTable::AliasTable(std::span<const double> weights) {
   double total = 0.0;
   for (const double weight : weights) {
     if (!(weight >= 0.0) || !std::isfinite(weight)) throw InternalError("AliasTable: invalid weight");
@@ -15,10 +15,12 @@ AliasTable::AliasTable(std::span<const double> weights)
   }
   if (!(total > 0.0)) throw InternalError("AliasTable: all weights are zero");
   const auto n = static_cast<int>(weights.size());
+  std::vector<double> threshold(weights.size(), 1.0);
+  std::vector<int> alias(weights.size());
   std::vector<double> scaled(weights.size());
   std::vector<int> small, large;
   for (int i = 0; i < n; ++i) {
-    alias_[i] = i;
+    alias[i] = i;
     scaled[i] = weights[i] * n / total;
     (scaled[i] < 1.0 ? small : large).push_back(i);
   }
@@ -26,8 +28,8 @@ AliasTable::AliasTable(std::span<const double> weights)
     const int low = small.back();
     small.pop_back();
     const int high = large.back();
-    threshold_[low] = scaled[low];
-    alias_[low] = high;
+    threshold[low] = scaled[low];
+    alias[low] = high;
     scaled[high] -= 1.0 - scaled[low];
     if (scaled[high] < 1.0) {
       large.pop_back();
@@ -35,6 +37,12 @@ AliasTable::AliasTable(std::span<const double> weights)
     }
   }
   // Whatever is left is 1 up to rounding: it keeps threshold 1 and never uses its alias.
+  buckets_.resize(weights.size());
+  for (int i = 0; i < n; ++i) {
+    buckets_[i].threshold =
+        static_cast<std::uint64_t>(std::llround(std::clamp(threshold[i], 0.0, 1.0) * 0x1.0p32));
+    buckets_[i].alias = alias[i];
+  }
 }
 
 }  // namespace moesim

@@ -145,6 +145,7 @@ Router::Router(const PopularityTable& table, int top_k, std::uint64_t seed)
       split_remainders_(1),
       weights_(1),
       chosen_(top_k),
+      taken_((static_cast<std::size_t>(experts_) + 63) / 64),
       choices_left_(top_k + 1),
       rng_(make_rng(seed, RngStream::routing)) {
   if (top_k < 1 || top_k > experts_) throw InternalError("Router: top_k outside [1, experts]");
@@ -162,6 +163,7 @@ Router::Router(const RouterSpec& spec, const std::vector<std::vector<PopularityT
       class_of_workload_class_(spec.class_of_traffic_class),
       rotation_(spec.rotation),
       chosen_(top_k),
+      taken_((static_cast<std::size_t>(experts_) + 63) / 64),
       choices_left_(top_k + 1),
       rng_(make_rng(seed, RngStream::routing)) {
   if (top_k < 1 || top_k > experts_) throw InternalError("Router: top_k outside [1, experts]");
@@ -425,16 +427,20 @@ void Router::sample_component(Component& component, int layer, std::int64_t toke
 void Router::sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
   const AliasTable& first_choice = layer.first_choice;
   std::fill(counts.begin(), counts.end(), 0);
+  std::uint64_t* taken = taken_.data();
   for (std::int64_t token = 0; token < tokens; ++token) {
     for (int choice = 0; choice < top_k_; ++choice) {
       int expert;
       // Redrawing until an expert not yet taken comes up draws from p restricted to the rest.
       do {
         expert = first_choice.sample(rng_);
-      } while (std::find(chosen_.begin(), chosen_.begin() + choice, expert) != chosen_.begin() + choice);
+      } while ((taken[expert >> 6] >> (expert & 63)) & 1);
+      taken[expert >> 6] |= std::uint64_t{1} << (expert & 63);
       chosen_[choice] = expert;
       ++counts[expert];
     }
+    for (int choice = 0; choice < top_k_; ++choice)
+      taken[chosen_[choice] >> 6] = 0;
   }
 }
 

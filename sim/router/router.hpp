@@ -173,6 +173,7 @@ class Router {
   std::vector<double> split_remainders_;        // their fractional parts while tokens are split
   std::vector<double> weights_;                 // class weights while tokens are split
   std::vector<int> chosen_;                     // one token's experts on the per-token path
+  std::vector<std::uint64_t> taken_;            // the same as a bit set over experts (zero between tokens)
   std::vector<std::int64_t> choices_left_;      // tokens by choices left (0 .. top_k) on the grouped chain
   Rng rng_;
 };
