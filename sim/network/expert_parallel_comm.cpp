@@ -24,6 +24,17 @@ double integer_power(double x, int n) {
   return result;
 }
 
+// x^n by the same multiplications as integer_power; for N > 0 the exponent is the constant N, so the
+// compiler unrolls them.
+template <int N>
+double power_of(double x, int n) {
+  if constexpr (N == 0) {
+    return integer_power(x, n);
+  } else {
+    return integer_power(x, N);
+  }
+}
+
 }  // namespace
 
 ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<int> ep_gpus,
@@ -87,12 +98,9 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
   sends_.resize(ranks);
   rank_active_.resize(ranks);
   forwards_.resize(ranks);
-  peers_.resize(ranks);
   source_tokens_.assign(ranks, std::numeric_limits<double>::quiet_NaN());
   rail_tokens_.resize(ranks);
   relayed_tokens_.resize(ranks);
-  rank_selected_.resize(ranks);
-  power_base_.resize(ranks);
   rank_share_.resize(ranks);
   node_share_.resize(layout_.node_count());
   node_tokens_.resize(layout_.node_count());
@@ -127,38 +135,43 @@ void ExpertParallelComm::update_sources(std::span<const double> tokens_from_rank
   }
 }
 
+template <int N>
 void ExpertParallelComm::compute_rank_reach(int top_k, bool node_limited) const {
-  const std::size_t ranks = rank_share_.size();
   const double* share = rank_share_.data();
-  const double* selected = rank_selected_.data();
-  double* base = power_base_.data();
   double* reach = rank_reach_.data();
-  // The same multiplications as integer_power, one pass over the ranks per step of the exponent.
-  if (node_limited) {
-    for (std::size_t r = 0; r < ranks; ++r)
-      base[r] = selected[r] > 0 ? 1 - share[r] / selected[r] : 1.0;
-  } else {
-    for (std::size_t r = 0; r < ranks; ++r)
-      base[r] = 1 - share[r];
-  }
-  std::fill_n(reach, ranks, 1.0);
-  for (int n = top_k; n > 0; n >>= 1) {
-    if (n & 1) {
-      for (std::size_t r = 0; r < ranks; ++r)
-        reach[r] *= base[r];
+  for (const NodeRun& run : runs_) {
+    const double selected = node_limited ? node_selected_[run.node] : 1.0;
+    double unique = 0;
+    if (selected > 0) {
+      const double inverse = 1.0 / selected;
+      for (int r = run.first; r < run.end; ++r) {
+        reach[r] = selected * (1 - power_of<N>(1 - share[r] * inverse, top_k));
+        unique += reach[r];
+      }
+    } else {
+      std::fill(reach + run.first, reach + run.end, 0.0);
     }
-    if (n > 1) {
-      for (std::size_t r = 0; r < ranks; ++r)
-        base[r] *= base[r];
-    }
+    node_unique_[run.node] += unique;
   }
-  if (node_limited) {
-    for (std::size_t r = 0; r < ranks; ++r)
-      reach[r] = selected[r] > 0 ? selected[r] * (1 - reach[r]) : 0.0;
-  } else {
-    for (std::size_t r = 0; r < ranks; ++r)
-      reach[r] = 1 - reach[r];
+}
+
+void ExpertParallelComm::summarise_loads() const {
+  double dispatch = 0, combine = 0, bytes = 0;
+  for (int rank = 0; rank < layout_.rank_count(); ++rank) {
+    const PortCosts& cost = costs_[rank];
+    const double up_out = scale_up_out_[rank];
+    const double up_in = scale_up_in_[rank];
+    const double net_out = scale_out_out_[rank];
+    const double net_in = scale_out_in_[rank];
+    dispatch = std::max({dispatch, up_out * cost.scale_up_out, up_in * cost.scale_up_in,
+                         net_out * cost.scale_out_out, net_in * cost.scale_out_in});
+    combine = std::max({combine, up_in * cost.scale_up_out, up_out * cost.scale_up_in,
+                        net_in * cost.scale_out_out, net_out * cost.scale_out_in});
+    bytes += up_out + net_out;
   }
+  dispatch_transfer_ = dispatch;
+  combine_transfer_ = combine;
+  load_bytes_ = bytes;
 }
 
 bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
@@ -193,8 +206,9 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
   const double* tokens_from = traffic.tokens_from_rank.data();
   const int* node_of = node_of_rank_.data();
   double* share = rank_share_.data();
+  const double inverse_assignments = 1.0 / all_assignments;
   for (int r = 0; r < ranks; ++r)
-    share[r] = assigned[r] / all_assignments;
+    share[r] = assigned[r] * inverse_assignments;
   std::fill(node_share_.begin(), node_share_.end(), 0.0);
   std::fill(node_active_ranks_.begin(), node_active_ranks_.end(), 0);
   int active_ranks = 0;
@@ -234,6 +248,7 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
       }
       if (tokens > 0) most_peers_ = std::max(most_peers_, active_ranks - (own_share > 0 ? 1 : 0));
     }
+    summarise_loads();
     return true;
   }
 
@@ -254,29 +269,40 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
     reach_sum += node_reach_[node];
     if (node_reach_[node] > 0) ++nodes_reached;
   }
-  if (node_limited) {
-    for (const NodeRun& run : runs_)
-      std::fill(rank_selected_.begin() + run.first, rank_selected_.begin() + run.end,
-                node_selected_[run.node]);
-  }
-  compute_rank_reach(traffic.top_k, node_limited);
-  const double* reach = rank_reach_.data();
   std::fill(node_unique_.begin(), node_unique_.end(), 0.0);
-  for (const NodeRun& run : runs_) {
-    double unique = node_unique_[run.node];
-    for (int r = run.first; r < run.end; ++r)
-      unique += reach[r];
-    node_unique_[run.node] = unique;
+  switch (traffic.top_k) {
+    case 1:
+      compute_rank_reach<1>(1, node_limited);
+      break;
+    case 2:
+      compute_rank_reach<2>(2, node_limited);
+      break;
+    case 4:
+      compute_rank_reach<4>(4, node_limited);
+      break;
+    case 6:
+      compute_rank_reach<6>(6, node_limited);
+      break;
+    case 8:
+      compute_rank_reach<8>(8, node_limited);
+      break;
+    default:
+      compute_rank_reach<0>(traffic.top_k, node_limited);
+      break;
   }
+  const double* reach = rank_reach_.data();
   const double* rail_tokens = rail_tokens_.data();
   const double* relayed_tokens = relayed_tokens_.data();
   const double* sends = sends_.data();
   const double* forwards = forwards_.data();
+  const PortCosts* costs = costs_.data();
   double* up_out = scale_up_out_.data();
   double* up_in = scale_up_in_.data();
   double* net_out = scale_out_out_.data();
   double* net_in = scale_out_in_.data();
-  double* peers = peers_.data();
+  double dispatch = 0, combine = 0, bytes = 0, most_peers = 0;
+  int same_node = 0, cross_node = 0;
+  // One pass: the port loads, and from them both phases' busiest port, the bytes and the peers.
   for (const NodeRun& run : runs_) {
     const double node_reach = node_reach_[run.node];
     const double other_nodes_reach = reach_sum - node_reach;
@@ -284,22 +310,30 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
     const double active = node_active_ranks_[run.node];
     const double remote_peers = nodes_reached - (node_reach > 0 ? 1 : 0);
     for (int r = run.first; r < run.end; ++r) {
-      net_out[r] = tokens_from[r] * payload * other_nodes_reach;
-      net_in[r] = payload * node_reach * relayed_tokens[r];
-      up_out[r] = payload * rail_tokens[r] * (unique - reach[r]);
-      up_in[r] = payload * reach[r] * (all_tokens - rail_tokens[r]);
+      const double rank_net_out = tokens_from[r] * payload * other_nodes_reach;
+      const double rank_net_in = payload * node_reach * relayed_tokens[r];
+      const double rank_up_out = payload * rail_tokens[r] * (unique - reach[r]);
+      const double rank_up_in = payload * reach[r] * (all_tokens - rail_tokens[r]);
+      net_out[r] = rank_net_out;
+      net_in[r] = rank_net_in;
+      up_out[r] = rank_up_out;
+      up_in[r] = rank_up_in;
+      const PortCosts& cost = costs[r];
+      dispatch = std::max({dispatch, rank_up_out * cost.scale_up_out, rank_up_in * cost.scale_up_in,
+                           rank_net_out * cost.scale_out_out, rank_net_in * cost.scale_out_in});
+      combine = std::max({combine, rank_up_in * cost.scale_up_out, rank_up_out * cost.scale_up_in,
+                          rank_net_in * cost.scale_out_out, rank_net_out * cost.scale_out_in});
+      bytes += rank_up_out + rank_net_out;
+      same_node |= static_cast<int>(rank_up_out > 0);
+      cross_node |= static_cast<int>(rank_net_out > 0);
       // From the stored flag rather than a comparison, which the compiler turns into a branch that
       // routing makes unpredictable.
-      peers[r] = forwards[r] * (active - rank_active_[r]) + sends[r] * remote_peers;
+      most_peers = std::max(most_peers, forwards[r] * (active - rank_active_[r]) + sends[r] * remote_peers);
     }
   }
-  double most_peers = 0;
-  int same_node = 0, cross_node = 0;
-  for (int r = 0; r < ranks; ++r) {
-    same_node |= static_cast<int>(up_out[r] > 0);
-    cross_node |= static_cast<int>(net_out[r] > 0);
-    most_peers = std::max(most_peers, peers[r]);
-  }
+  dispatch_transfer_ = dispatch;
+  combine_transfer_ = combine;
+  load_bytes_ = bytes;
   any_same_node_ = same_node != 0;
   any_cross_node_ = cross_node != 0;
   most_peers_ = static_cast<int>(most_peers);
@@ -312,18 +346,7 @@ double ExpertParallelComm::phase_seconds(const EpTraffic& traffic, bool reverse)
 }
 
 double ExpertParallelComm::phase_from_loads(bool reverse, double payload_scale) const {
-  // Seconds of the busiest port at payload scale 1.
-  double transfer = 0;
-  for (int rank = 0; rank < layout_.rank_count(); ++rank) {
-    const auto& cost = costs_[rank];
-    const double up_out = reverse ? scale_up_in_[rank] : scale_up_out_[rank];
-    const double up_in = reverse ? scale_up_out_[rank] : scale_up_in_[rank];
-    const double net_out = reverse ? scale_out_in_[rank] : scale_out_out_[rank];
-    const double net_in = reverse ? scale_out_out_[rank] : scale_out_in_[rank];
-    transfer = std::max({transfer, up_out * cost.scale_up_out, up_in * cost.scale_up_in,
-                         net_out * cost.scale_out_out, net_in * cost.scale_out_in});
-  }
-  return phase_total(transfer, payload_scale);
+  return phase_total(reverse ? combine_transfer_ : dispatch_transfer_, payload_scale);
 }
 
 double ExpertParallelComm::phase_total(double transfer, double payload_scale) const {
@@ -345,42 +368,19 @@ double ExpertParallelComm::combine_seconds(const EpTraffic& traffic) const {
 
 double ExpertParallelComm::bytes(const EpTraffic& traffic) const {
   if (!compute_loads(traffic)) return 0;
-  return bytes_from_loads();
-}
-
-double ExpertParallelComm::bytes_from_loads() const {
-  double total = 0;
-  for (int rank = 0; rank < layout_.rank_count(); ++rank)
-    total += scale_up_out_[rank] + scale_out_out_[rank];
-  return total;
+  return load_bytes_;
 }
 
 EpPhaseCosts ExpertParallelComm::dispatch_and_combine(const EpTraffic& traffic,
                                                       double combine_bytes_per_token) const {
   EpPhaseCosts costs;
   if (!compute_loads(traffic) || !(traffic.bytes_per_token > 0)) return costs;
-  // Every load is linear in the payload, so the combine reuses the dispatch loads, reversed and rescaled;
-  // one pass finds both phases' busiest port and the bytes.
-  double dispatch = 0;
-  double combine = 0;
-  double bytes = 0;
-  for (int rank = 0; rank < layout_.rank_count(); ++rank) {
-    const PortCosts& cost = costs_[rank];
-    const double up_out = scale_up_out_[rank];
-    const double up_in = scale_up_in_[rank];
-    const double net_out = scale_out_out_[rank];
-    const double net_in = scale_out_in_[rank];
-    dispatch = std::max({dispatch, up_out * cost.scale_up_out, up_in * cost.scale_up_in,
-                         net_out * cost.scale_out_out, net_in * cost.scale_out_in});
-    combine = std::max({combine, up_in * cost.scale_up_out, up_out * cost.scale_up_in,
-                        net_in * cost.scale_out_out, net_out * cost.scale_out_in});
-    bytes += up_out + net_out;
-  }
+  // Every load is linear in the payload, so the combine reuses the dispatch loads, reversed and rescaled.
   const double combine_scale = combine_bytes_per_token / traffic.bytes_per_token;
-  costs.dispatch_seconds = phase_total(dispatch, 1.0);
-  costs.combine_seconds = phase_total(combine, combine_scale);
-  costs.dispatch_bytes = bytes;
-  costs.combine_bytes = bytes * combine_scale;
+  costs.dispatch_seconds = phase_total(dispatch_transfer_, 1.0);
+  costs.combine_seconds = phase_total(combine_transfer_, combine_scale);
+  costs.dispatch_bytes = load_bytes_;
+  costs.combine_bytes = load_bytes_ * combine_scale;
   return costs;
 }
 

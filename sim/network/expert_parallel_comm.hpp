@@ -82,14 +82,16 @@ class ExpertParallelComm {
   // The facts that depend only on where tokens come from: every MoE layer of a step shares them, so
   // they are recomputed only when tokens_from_rank changes.
   void update_sources(std::span<const double> tokens_from_rank) const;
-  // rank_reach_[r] = selected(r) (1 - (1 - rank_share_[r] / selected(r))^top_k), selected = 1 without a
-  // node limit, over arrays so that the loops vectorise.
+  // rank_reach_[r] = s (1 - (1 - rank_share_[r] / s)^top_k), s the rank's node_selected_ (1 without a
+  // node limit), and their sums into node_unique_ (zeroed by the caller); N = top_k, or 0 for any.
+  template <int N>
   void compute_rank_reach(int top_k, bool node_limited) const;
+  // The busiest port of each phase and the bytes, from the per-rank loads.
+  void summarise_loads() const;
   double phase_seconds(const EpTraffic& traffic, bool reverse) const;
   double phase_from_loads(bool reverse, double payload_scale) const;
   // The phase's time from its busiest port's seconds at payload scale 1.
   double phase_total(double transfer, double payload_scale) const;
-  double bytes_from_loads() const;
 
   EpLayout layout_;
   NetworkParams params_;
@@ -128,8 +130,6 @@ class ExpertParallelComm {
   mutable std::vector<double> node_selected_;    // s_N under node-limited routing
   mutable std::vector<double> node_unique_;      // sum of u_d over the node's ranks
   mutable std::vector<double> rank_reach_;       // u_d: a token reaches rank d at least once
-  mutable std::vector<double> rank_selected_;    // s_N of the rank's node (node-limited routing)
-  mutable std::vector<double> power_base_;       // scratch of compute_rank_reach
   mutable std::vector<int> node_active_ranks_;   // ranks of the node with p_d > 0
   mutable std::vector<int> rank_active_;         // 1 where p_d > 0, else 0
   mutable std::vector<double> position_tokens_;  // Rt_q: tokens originating at position q over all nodes
@@ -137,7 +137,9 @@ class ExpertParallelComm {
   mutable std::vector<double> scale_up_in_;
   mutable std::vector<double> scale_out_out_;
   mutable std::vector<double> scale_out_in_;
-  mutable std::vector<double> peers_;  // per rank: the peers it exchanges with in the phase
+  mutable double dispatch_transfer_ = 0;  // seconds of the busiest port at the dispatch payload
+  mutable double combine_transfer_ = 0;   // the same with every port's directions swapped
+  mutable double load_bytes_ = 0;         // bytes leaving GPUs in one phase at the dispatch payload
   mutable int most_peers_ = 0;
   mutable bool any_same_node_ = false;
   mutable bool any_cross_node_ = false;

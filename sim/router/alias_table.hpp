@@ -27,7 +27,10 @@ class AliasTable {
     const std::uint64_t bits = rng.next_u64();
     const auto bucket = static_cast<std::size_t>(((bits >> 32) * buckets_.size()) >> 32);
     const Bucket& entry = buckets_[bucket];
-    return (bits & 0xFFFFFFFFu) < entry.threshold ? static_cast<int>(bucket) : entry.alias;
+    // A mask rather than a conditional: the comparison is a coin flip the branch predictor would
+    // miss about as often as it hits.
+    const auto keep = -static_cast<std::int32_t>((bits & 0xFFFFFFFFu) < entry.threshold);
+    return (static_cast<std::int32_t>(bucket) & keep) | (entry.alias & ~keep);
   }
 
  private:

@@ -12,9 +12,14 @@ namespace {
 // A tabulated level never needs more entries: its mean is below 2 kNormalMinVariance and the table
 // stops once the upper tail is below 2^-40.
 constexpr int kMaxTable = 256;
-constexpr int kGuideBits = 8;
+// Tables draw with 31-bit uniforms against thresholds in units of 2^-31 (so the last one, 2^31, fits
+// 32 bits); a guide of 2^7 buckets per table finds the start of the search. Small entries keep every
+// level's table and guide within L1/L2 for the 256 levels of a Zipf or preset layer.
+constexpr int kUniformBits = 31;
+constexpr int kGuideBits = 7;
 constexpr int kGuideSize = 1 << kGuideBits;
-constexpr double kTwoTo32 = 4294967296.0;
+constexpr double kTwoTo31 = 2147483648.0;
+constexpr std::uint32_t kThresholdOne = std::uint32_t{1} << kUniformBits;
 
 }  // namespace
 
@@ -34,6 +39,7 @@ CountSampler::CountSampler(std::span<const double> sorted_inclusion, int top_k) 
   variance_total_ = variance_total;
   const auto levels = inclusion_.size();
   draws_.resize(levels);
+  normal_draws_.resize(levels);
   thresholds_.resize(levels * kMaxTable);
   guides_.resize(levels * kGuideSize);
   values_.resize(sorted_inclusion.size());
@@ -47,9 +53,9 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
   draw.complement = inclusion_[level] > 0.5;
   draw.table = thresholds_used_;
   draw.guide = level * kGuideSize;
-  std::uint64_t* thresholds = thresholds_.data() + draw.table;
+  std::uint32_t* thresholds = thresholds_.data() + draw.table;
   if (small_probability == 0.0) {
-    thresholds[0] = std::uint64_t{1} << 32;
+    thresholds[0] = kThresholdOne;
     thresholds_used_ += 1;
     std::fill_n(guides_.begin() + draw.guide, kGuideSize, 0);
     return;
@@ -76,17 +82,17 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
   }
   const double total = cumulative;
   for (std::int64_t i = 0; i < x; ++i)
-    thresholds[i] = static_cast<std::uint64_t>(std::min(masses[i] / total, 1.0) * kTwoTo32 + 0.5);
-  thresholds[x] = std::uint64_t{1} << 32;
+    thresholds[i] = static_cast<std::uint32_t>(std::min(masses[i] / total, 1.0) * kTwoTo31 + 0.5);
+  thresholds[x] = kThresholdOne;
   thresholds_used_ += static_cast<std::int32_t>(x + 1);
-  // Bucket b starts at the first x with thresholds[x] > b 2^(32 - kGuideBits): x fills the buckets
+  // Bucket b starts at the first x with thresholds[x] > b 2^(31 - kGuideBits): x fills the buckets
   // from just above thresholds[x - 1] up to thresholds[x].
   std::uint8_t* guide = guides_.data() + draw.guide;
-  std::uint64_t first_bucket = 0;
+  std::uint32_t first_bucket = 0;
   for (std::int64_t i = 0; i <= x && first_bucket < kGuideSize; ++i) {
     if (thresholds[i] == 0) continue;
-    const std::uint64_t end_bucket =
-        std::min<std::uint64_t>(((thresholds[i] - 1) >> (32 - kGuideBits)) + 1, kGuideSize);
+    const std::uint32_t end_bucket =
+        std::min<std::uint32_t>(((thresholds[i] - 1) >> (kUniformBits - kGuideBits)) + 1, kGuideSize);
     std::fill(guide + first_bucket, guide + std::max(first_bucket, end_bucket), static_cast<std::uint8_t>(i));
     first_bucket = std::max(first_bucket, end_bucket);
   }
@@ -108,14 +114,15 @@ void CountSampler::prepare(std::int64_t tokens) {
       continue;
     }
     draw.tabulated = false;
+    NormalDraw& normal = normal_draws_[level];
     const double spread = std::sqrt((variance - 1.0 / 6) / std::max(1.0 - variance_share_[level], 1e-12));
     const double skewness = (1.0 - 2.0 * pi) / std::sqrt(variance);
     const double kurtosis = (1.0 - 6.0 * pi * (1.0 - pi)) / variance;
     // mean + s [z + g/6 (z^2 - 1) + k/24 (z^3 - 3z) - g^2/36 (2z^3 - 5z)], as a polynomial in z.
-    draw.linear = spread * (1.0 - kurtosis / 8 + 5.0 * skewness * skewness / 36);
-    draw.quadratic = spread * skewness / 6;
-    draw.cubic = spread * (kurtosis / 24 - skewness * skewness / 18);
-    draw.mean = t * pi - draw.quadratic;
+    normal.linear = spread * (1.0 - kurtosis / 8 + 5.0 * skewness * skewness / 36);
+    normal.quadratic = spread * skewness / 6;
+    normal.cubic = spread * (kurtosis / 24 - skewness * skewness / 18);
+    normal.mean = t * pi - normal.quadratic;
   }
   normal_weight_total_ = 0;
   tabulated_inclusion_total_ = 0;
@@ -137,22 +144,25 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
   double total = 0, tabulated_total = 0, tabulated_weighted = 0;
   for (int position = 0; position < experts; ++position) {
     const auto uniform = static_cast<std::uint32_t>(bits_[position >> 1] >> ((position & 1) * 32));
-    const LevelDraw& draw = draws_[level_of_position_[position]];
+    const int level = level_of_position_[position];
+    const LevelDraw& draw = draws_[level];
     double value;
     if (draw.tabulated) {
-      const std::uint64_t* thresholds = thresholds_.data() + draw.table;
-      int x = guides_[draw.guide + (uniform >> (32 - kGuideBits))];
+      const std::uint32_t* thresholds = thresholds_.data() + draw.table;
+      const std::uint32_t uniform31 = uniform >> 1;
+      int x = guides_[draw.guide + (uniform31 >> (kUniformBits - kGuideBits))];
       // A guide bucket holds at most one threshold except in the tails: one step without a branch,
       // then a loop that is rarely entered, so the branch predictor stays right.
-      x += uniform >= thresholds[x] ? 1 : 0;
-      while (uniform >= thresholds[x])
+      x += uniform31 >= thresholds[x] ? 1 : 0;
+      while (uniform31 >= thresholds[x])
         [[unlikely]]++ x;
       value = draw.complement ? t - x : x;
       tabulated_total += value;
       tabulated_weighted += value * draw.inclusion;
     } else {
+      const NormalDraw& normal = normal_draws_[level];
       const double z = normal_(uniform, rng);
-      value = draw.mean + z * (draw.linear + z * (draw.quadratic + z * draw.cubic));
+      value = normal.mean + z * (normal.linear + z * (normal.quadratic + z * normal.cubic));
     }
     values_[position] = value;
     total += value;

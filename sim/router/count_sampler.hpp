@@ -55,14 +55,17 @@ class CountSampler {
   static constexpr double kNormalMinVariance = 24.0;
 
  private:
+  // The fields every draw reads, kept small so that the per-level array stays in L1.
   struct LevelDraw {
-    double inclusion = 0;  // pi
-    double weight = 0;     // T pi (1 - pi): its share of the sum correction when not tabulated
+    double inclusion = 0;    // pi
+    double weight = 0;       // T pi (1 - pi): its share of the sum correction when not tabulated
+    std::int32_t table = 0;  // first threshold in thresholds_
+    std::int32_t guide = 0;  // first entry in guides_
     bool tabulated = false;
     bool complement = false;  // the table holds T - c (pi > 1/2)
-    std::int32_t table = 0;   // first threshold in thresholds_
-    std::int32_t guide = 0;   // first entry in guides_
-    // Cornish-Fisher: c = mean + z (linear + z (quadratic + z cubic)).
+  };
+  // Cornish-Fisher: c = mean + z (linear + z (quadratic + z cubic)).
+  struct NormalDraw {
     double mean = 0;
     double linear = 0;
     double quadratic = 0;
@@ -79,7 +82,8 @@ class CountSampler {
   std::vector<int> level_of_position_;  // per expert position in decreasing popularity
   std::int64_t prepared_tokens_ = -1;
   std::vector<LevelDraw> draws_;           // per level, for prepared_tokens_
-  std::vector<std::uint64_t> thresholds_;  // tables: 2^32 * P(c <= x), last entry 2^32
+  std::vector<NormalDraw> normal_draws_;   // per level, used where not tabulated
+  std::vector<std::uint32_t> thresholds_;  // tables: 2^31 * P(c <= x), last entry 2^31
   std::vector<std::uint8_t> guides_;       // per table, kGuideSize starting indices
   std::int32_t thresholds_used_ = 0;
   double normal_weight_total_ = 0;        // sum of the weights of the experts not tabulated

@@ -428,20 +428,26 @@ void Router::sample_per_token(const Layer& layer, std::int64_t tokens, std::span
   const AliasTable& first_choice = layer.first_choice;
   std::fill(counts.begin(), counts.end(), 0);
   std::uint64_t* taken = taken_.data();
+  int* chosen = chosen_.data();
+  std::int32_t* count = counts.data();
+  const int top_k = top_k_;
+  // A local copy keeps the generator's state in registers across the stores to the counts.
+  Rng rng = rng_;
   for (std::int64_t token = 0; token < tokens; ++token) {
-    for (int choice = 0; choice < top_k_; ++choice) {
+    for (int choice = 0; choice < top_k; ++choice) {
       int expert;
       // Redrawing until an expert not yet taken comes up draws from p restricted to the rest.
       do {
-        expert = first_choice.sample(rng_);
+        expert = first_choice.sample(rng);
       } while ((taken[expert >> 6] >> (expert & 63)) & 1);
       taken[expert >> 6] |= std::uint64_t{1} << (expert & 63);
-      chosen_[choice] = expert;
-      ++counts[expert];
+      chosen[choice] = expert;
+      ++count[expert];
     }
-    for (int choice = 0; choice < top_k_; ++choice)
-      taken[chosen_[choice] >> 6] = 0;
+    for (int choice = 0; choice < top_k; ++choice)
+      taken[chosen[choice] >> 6] = 0;
   }
+  rng_ = rng;
 }
 
 void Router::sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
