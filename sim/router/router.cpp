@@ -358,7 +358,7 @@ void Router::sample_counts(int layer, std::span<const std::int64_t> component_to
     return;
   }
   if (components() == 1 && rotation_offset_ == 0) {
-    sample_component(components_.front(), layer, component_tokens[0], counts);
+    sample_linked(0, layer, component_tokens[0], counts);
     std::copy(counts.begin(), counts.end(), class_counts_.begin());
     return;
   }
@@ -366,7 +366,7 @@ void Router::sample_counts(int layer, std::span<const std::int64_t> component_to
   std::fill(class_counts_.begin(), class_counts_.end(), 0);
   for (int k = 0; k < components(); ++k) {
     if (component_tokens[k] == 0) continue;
-    sample_component(components_[k], layer, component_tokens[k], component_counts_);
+    sample_linked(k, layer, component_tokens[k], component_counts_);
     accumulate(components_[k].traffic_class, counts);
   }
 }
@@ -382,7 +382,7 @@ void Router::sample_counts_per_token(int layer, std::span<const std::int64_t> co
   std::fill(class_counts_.begin(), class_counts_.end(), 0);
   for (int k = 0; k < components(); ++k) {
     if (component_tokens[k] == 0) continue;
-    sample_per_token(components_[k].layers[layer], component_tokens[k], component_counts_);
+    sample_linked_per_token(k, layer, component_tokens[k], component_counts_);
     accumulate(components_[k].traffic_class, counts);
   }
 }
@@ -481,8 +481,10 @@ std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int 
   }
   const auto classes = spec.resolved_classes();
   if (classes.size() == 1 && classes[0].concentration == 0 && !spec.hierarchical()) {
-    return std::make_unique<Router>(build_popularity(classes[0].popularity, moe_layers, experts, top_k, seed),
-                                    top_k, seed);
+    auto router = std::make_unique<Router>(
+        build_popularity(classes[0].popularity, moe_layers, experts, top_k, seed), top_k, seed);
+    router->link_layers(spec.correlation, seed);
+    return router;
   }
   std::vector<std::vector<PopularityTable>> tables;
   std::vector<double> alpha(experts);
@@ -508,7 +510,9 @@ std::unique_ptr<Router> make_router(const RouterSpec& spec, int moe_layers, int 
     }
     tables.push_back(std::move(groups));
   }
-  return std::make_unique<Router>(spec, tables, top_k, seed);
+  auto router = std::make_unique<Router>(spec, tables, top_k, seed);
+  router->link_layers(spec.correlation, seed);
+  return router;
 }
 
 }  // namespace moesim

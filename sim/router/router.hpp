@@ -11,6 +11,7 @@
 #include "sim/router/alias_table.hpp"
 #include "sim/router/binomial.hpp"
 #include "sim/router/count_sampler.hpp"
+#include "sim/router/cross_layer.hpp"
 #include "sim/router/popularity.hpp"
 #include "sim/router/recorded_routing.hpp"
 #include "sim/router/router_spec.hpp"
@@ -51,6 +52,24 @@ namespace moesim {
 // exactly the router above (same draws). Drift: the class mix follows a schedule by arrival time
 // (stepwise or interpolated), and the hot experts of every class rotate by a fixed offset per period
 // of simulated time (set_time).
+//
+// Cross-layer correlation (spec.correlation, link_layers): a token's experts at MoE layer l make some
+// experts at l + 1 likelier. Each class has a row-stochastic matrix M_l per consecutive layer pair,
+// M_l = (1 - rho) 1 p_{l+1}^T + rho F_l: F_l fitted from measured transition counts or synthetic
+// successors (cross_layer.hpp), balanced so that its rows, weighted by layer l's assignment shares,
+// average to p_{l+1} (each layer keeps its popularity in expectation). The layers of a step must be
+// sampled in order, each with the same component tokens as the one before (as a forward pass does);
+// otherwise (layer 0, a skipped layer, other token counts) a layer is sampled independently.
+//  - per token (sample_counts_per_token, the reference): each token carries its experts from l to
+//    l + 1: its i-th choice at l + 1 is drawn from row M_l[e_i] of its i-th choice e_i at l, redrawn
+//    until distinct (a row whose successors are all taken already falls back to p_{l+1}).
+//  - counts (sample_counts, O(nonzeros of F_l + experts) per layer and component): the step's tokens
+//    at l + 1 all route by successive sampling from the average of their rows,
+//    q = (c_l / (T top_k)) M_l, c_l being the counts the same component just drew at l; q's inclusion
+//    probabilities come from approximate_inclusion, the counts from InclusionCountSampler.
+//    Assumption (moesim's own): replacing each token's own rows by the step's average keeps the
+//    step-to-step load of the exact chain; the fast-vs-exact test bounds the difference (mean and p99
+//    of max/mean load at a late layer, drops at capacity factor 1.25).
 class Router {
  public:
   // One traffic class that every request belongs to, routed by `table`.
@@ -80,6 +99,15 @@ class Router {
   int component_for(std::uint64_t request_id, std::int32_t workload_class, SimTime arrival) const;
   // Class weights of the mix at `time` (equal weights when classes come from the workload).
   void class_weights(SimTime time, std::span<double> weights) const;
+
+  // Links each MoE layer's counts to the previous layer's of the same step (see above); make_router
+  // calls it with the spec's correlation, which does nothing when inactive. InputError when the
+  // correlation does not fit the model (expert count, successors).
+  void link_layers(const CorrelationSpec& correlation, std::uint64_t seed);
+  bool layers_linked() const { return links_ != nullptr; }
+  // With linked layers: how likely a token's most likely successor at layer + 1 is, given one of its
+  // experts at `layer` (rows of M_layer weighted by the layer's shares, averaged over classes).
+  double top_successor_probability(int layer) const;
 
   // Simulated time of the next samples: sets the rotation of the hot experts.
   void set_time(SimTime now);
@@ -139,12 +167,38 @@ class Router {
     std::vector<double> inclusion;
     std::vector<double> share;
   };
+  // What a component's linked layers remember (router_links.cpp).
+  struct ComponentLinks {
+    std::vector<std::vector<double>> correction;  // per layer: exact over approximate inclusion of p
+    std::vector<double> time;                     // per layer: approximate_inclusion's last solution
+    int counts_layer = -1;                        // the layer and tokens of `counts` (-1: none)
+    std::int64_t counts_tokens = -1;
+    std::vector<std::int32_t> counts;
+    int experts_layer = -1;  // the same for `experts` (the per-token path)
+    std::int64_t experts_tokens = -1;
+    std::vector<int> experts;       // [token * top_k + choice] at experts_layer
+    std::vector<int> next_experts;  // the layer being drawn
+  };
+  struct Links {
+    double strength = 1;
+    std::vector<std::vector<TransitionMatrix>> transitions;  // [class][layer pair]: M's F part
+    std::vector<std::vector<std::vector<AliasTable>>> rows;  // [class][layer pair][expert]: its rows
+    std::vector<ComponentLinks> components;
+    std::vector<double> selection;  // one call's q
+    std::vector<double> inclusion;  // and its inclusion probabilities
+    InclusionCountSampler sampler;
+  };
 
   Component build_component(const PopularityTable& table, int traffic_class) const;
   void build_mixture();
   void sample_component(Component& component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
   void sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
   void sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
+  // sample_component and sample_per_token, linked to the component's previous layer when the layers
+  // are linked (router_links.cpp).
+  void sample_linked(int component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
+  void sample_linked_per_token(int component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
+  void sample_following(int component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
   // Adds the scratch counts of one component to `counts` and its class's counts, rotated.
   void accumulate(int traffic_class, std::span<std::int32_t> counts);
   void split_tokens(std::int64_t tokens);
@@ -166,6 +220,7 @@ class Router {
   int rotation_offset_ = 0;
   std::unique_ptr<RecordedRouting> recorded_;
   SimTime now_ = 0;
+  std::unique_ptr<Links> links_;  // null: layers independent
 
   std::vector<std::int32_t> class_counts_;      // [class][expert] of the last sample
   std::vector<std::int32_t> component_counts_;  // one component's counts while they are added up

@@ -133,7 +133,61 @@ void parse_class_source(const JsonReader& reader, RouterSpec& spec, const std::v
   from.finish();
 }
 
+// file, model, domains and selection of a measured counts file.
+EmpiricalSource parse_counts_source(const JsonReader& reader, std::string_view default_file,
+                                    const std::filesystem::path& base_dir) {
+  EmpiricalSource source;
+  source.file = resolve_user_path(reader.string("file", default_file), base_dir);
+  source.model = reader.string("model");
+  if (source.model.empty()) reader.fail("model", "expected a model name, got an empty string");
+  source.domains = reader.string_array("domains");
+  if (source.domains.empty()) reader.fail("domains", "expected at least one domain");
+  for (std::size_t i = 0; i < source.domains.size(); ++i) {
+    if (std::find(source.domains.begin(), source.domains.begin() + i, source.domains[i]) !=
+        source.domains.begin() + i) {
+      reader.fail("domains", "expected distinct domains, \"" + source.domains[i] + "\" appears twice");
+    }
+  }
+  source.selection = reader.choice("selection", {"topk", "top1"}, "topk") == "top1" ? CountSelection::top1
+                                                                                    : CountSelection::topk;
+  return source;
+}
+
+nlohmann::json counts_source_json(const EmpiricalSource& source) {
+  return {{"file", source.file.string()},
+          {"model", source.model},
+          {"domains", source.domains},
+          {"selection", source.selection == CountSelection::top1 ? "top1" : "topk"}};
+}
+
 }  // namespace
+
+CorrelationSpec parse_correlation(const JsonReader& reader, const std::filesystem::path& base_dir) {
+  CorrelationSpec spec;
+  spec.strength = reader.fraction("strength", 1.0);
+  if (reader.has("successors")) {
+    for (const char* key : {"file", "model", "domains", "selection"}) {
+      if (reader.has(key)) {
+        reader.fail(key, "expected nothing: a synthetic correlation (successors) has no measured counts");
+      }
+    }
+    spec.kind = CorrelationKind::synthetic;
+    const auto successors = reader.positive_integer("successors");
+    if (successors > 1 << 20) reader.fail("successors", "expected at most 2^20 (and at most the experts)");
+    spec.successors = static_cast<int>(successors);
+  } else {
+    if (!reader.has("model")) {
+      reader.fail("model",
+                  "expected the model of the measured transition counts (with domains), or successors for a "
+                  "synthetic correlation");
+    }
+    spec.kind = CorrelationKind::fitted;
+    spec.counts =
+        parse_counts_source(reader, "${MOESIM_DATA}/routing/olmoe-mixtral/crosslayer_counts.csv", base_dir);
+  }
+  reader.finish();
+  return spec;
+}
 
 PopularitySpec parse_popularity(const JsonReader& reader, const std::filesystem::path& base_dir) {
   PopularitySpec spec;
@@ -152,21 +206,8 @@ PopularitySpec parse_popularity(const JsonReader& reader, const std::filesystem:
     }
   } else if (kind == "empirical") {
     spec.kind = PopularityKind::empirical;
-    auto& source = spec.empirical;
-    source.file = resolve_user_path(
-        reader.string("file", "${MOESIM_DATA}/routing/olmoe-mixtral/expert_counts.csv"), base_dir);
-    source.model = reader.string("model");
-    if (source.model.empty()) reader.fail("model", "expected a model name, got an empty string");
-    source.domains = reader.string_array("domains");
-    if (source.domains.empty()) reader.fail("domains", "expected at least one domain");
-    for (std::size_t i = 0; i < source.domains.size(); ++i) {
-      if (std::find(source.domains.begin(), source.domains.begin() + i, source.domains[i]) !=
-          source.domains.begin() + i) {
-        reader.fail("domains", "expected distinct domains, \"" + source.domains[i] + "\" appears twice");
-      }
-    }
-    source.selection = reader.choice("selection", {"topk", "top1"}, "topk") == "top1" ? CountSelection::top1
-                                                                                      : CountSelection::topk;
+    spec.empirical =
+        parse_counts_source(reader, "${MOESIM_DATA}/routing/olmoe-mixtral/expert_counts.csv", base_dir);
   } else if (kind == "preset") {
     spec.kind = PopularityKind::preset;
     reader.choice("name", {"deepseek-v3"});
@@ -215,9 +256,10 @@ RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& b
   } else if (reader.has("kind") && reader.raw("kind") == "replay") {
     reader.choice("kind", {"replay"});
     spec.replay_file = resolve_user_path(reader.string("file"), base_dir);
-    for (const char* key : {"class_from", "drift"}) {
+    for (const char* key : {"class_from", "drift", "correlation"}) {
       if (reader.has(key))
-        reader.fail(key, "expected nothing: a replayed routing trace has no classes, mix or drift");
+        reader.fail(key,
+                    "expected nothing: a replayed routing trace has no classes, mix, drift or correlation");
     }
     reader.finish();
     return spec;
@@ -227,6 +269,8 @@ RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& b
   const auto names = class_names(spec.resolved_classes());
   parse_class_source(reader, spec, names);
   if (auto drift = reader.optional_object("drift")) parse_drift(*drift, spec, names);
+  if (auto correlation = reader.optional_object("correlation"))
+    spec.correlation = parse_correlation(*correlation, base_dir);
   reader.finish();
   return spec;
 }
@@ -244,12 +288,11 @@ nlohmann::json to_json(const PopularitySpec& spec) {
       return {{"kind", "zipf"}, {"exponent", spec.zipf_exponent}};
     case PopularityKind::dirichlet:
       return {{"kind", "dirichlet"}, {"alpha", spec.dirichlet_alpha}};
-    case PopularityKind::empirical:
-      return {{"kind", "empirical"},
-              {"file", spec.empirical.file.string()},
-              {"model", spec.empirical.model},
-              {"domains", spec.empirical.domains},
-              {"selection", spec.empirical.selection == CountSelection::top1 ? "top1" : "topk"}};
+    case PopularityKind::empirical: {
+      nlohmann::json json = counts_source_json(spec.empirical);
+      json["kind"] = "empirical";
+      return json;
+    }
     case PopularityKind::preset:
       return {{"kind", "preset"}, {"name", "deepseek-v3"}};
   }
@@ -302,6 +345,12 @@ nlohmann::json to_json(const RouterSpec& spec) {
                          {"experts_per_period", spec.rotation.experts_per_period}};
   }
   if (!drift.empty()) json["drift"] = std::move(drift);
+  if (spec.correlation.kind == CorrelationKind::fitted) {
+    json["correlation"] = counts_source_json(spec.correlation.counts);
+    json["correlation"]["strength"] = spec.correlation.strength;
+  } else if (spec.correlation.kind == CorrelationKind::synthetic) {
+    json["correlation"] = {{"successors", spec.correlation.successors}, {"strength", spec.correlation.strength}};
+  }
   return json;
 }
 

@@ -49,6 +49,30 @@ struct PopularitySpec {
   PopularityPreset preset = PopularityPreset::deepseek_v3;
 };
 
+// Cross-layer routing correlation (cross_layer.hpp): a token's experts at MoE layer l make some
+// experts at layer l + 1 likelier. Fitted from measured transition counts (a CSV with columns
+// model,domain,selection,layer_from,layer_to,expert_from,expert_to,count, such as
+// data/routing/olmoe-mixtral/crosslayer_counts.csv; the counts of the chosen domains are pooled):
+//   {"file": "${MOESIM_DATA}/routing/olmoe-mixtral/crosslayer_counts.csv" (default),
+//    "model": "OLMoE-1B-7B-0924", "domains": ["arxiv", ...], "selection": "topk" | "top1" (default topk),
+//    "strength": 1}
+// or synthetic, for models without measurements: each expert at layer l has `successors` seeded
+// random successor experts at l + 1:
+//   {"successors": 4, "strength": 0.5}
+// strength rho in [0, 1] (default 1) blends the transition matrix with independent routing:
+// M = (1 - rho) 1 p^T + rho M_fit; 0 is no correlation.
+enum class CorrelationKind { none, fitted, synthetic };
+
+struct CorrelationSpec {
+  CorrelationKind kind = CorrelationKind::none;
+  EmpiricalSource counts;  // fitted: the transition counts file, model, domains and selection
+  int successors = 0;      // synthetic
+  double strength = 1.0;
+
+  // Whether the layers are linked at all (a strength of 0 leaves them independent).
+  bool active() const { return kind != CorrelationKind::none && strength > 0; }
+};
+
 // A traffic class: requests of one kind (code, chat, a tenant) that share a popularity vector.
 // With a concentration c > 0 each request routes by its own vector, drawn around the class's
 // (router.hpp: affinity groups); c = 0 routes every request of the class by the class's vector.
@@ -87,7 +111,7 @@ struct RotationSpec {
 //                | {"tenant_map": {"tenant-a": "code", "7": "chat"}},
 //    "drift": {"schedule": [{"at_s": 1800, "mix": {...}}, ...], "interpolate": false,
 //              "rotation": {"period_s": 600, "experts_per_period": 1}}}
-// Both forms take "drift" (a schedule needs a mix). Or a recorded routing trace that drives every
+// Both forms take "drift" (a schedule needs a mix) and "correlation" (CorrelationSpec). Or a recorded routing trace that drives every
 // count (recorded_routing.hpp; no classes, mix or drift):
 //   {"kind": "replay", "file": "routing.csv"}
 struct RouterSpec : PopularitySpec {
@@ -102,6 +126,7 @@ struct RouterSpec : PopularitySpec {
   // (-1: none); empty with trace_column and no class_names means class = workload class index.
   std::vector<int> class_of_traffic_class;
   RotationSpec rotation;
+  CorrelationSpec correlation;
   // "kind": "replay": the routing trace (resolved path); empty otherwise.
   std::filesystem::path replay_file;
 
@@ -114,6 +139,7 @@ struct RouterSpec : PopularitySpec {
 // Relative file paths are resolved against `base_dir` (the folder of the file being read).
 RouterSpec parse_router(const JsonReader& reader, const std::filesystem::path& base_dir);
 PopularitySpec parse_popularity(const JsonReader& reader, const std::filesystem::path& base_dir);
+CorrelationSpec parse_correlation(const JsonReader& reader, const std::filesystem::path& base_dir);
 nlohmann::json to_json(const RouterSpec& spec);
 nlohmann::json to_json(const PopularitySpec& spec);
 
