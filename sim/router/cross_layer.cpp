@@ -27,8 +27,6 @@ constexpr std::string_view kFieldNames[kFields] = {"model",     "domain",      "
 // Counts up to 2^53 stay exact as doubles when rows are normalised.
 constexpr std::int64_t kMaxCount = std::int64_t{1} << 53;
 constexpr std::int64_t kMaxIndex = 1'000'000;
-// Sub-stream of RngStream::routing for the synthetic successors (router.cpp holds 0x100 .. 0x300).
-constexpr std::uint64_t kSuccessorStream = 0x400;
 constexpr int kBalanceRounds = 1000;
 constexpr double kBalanceTolerance = 1e-12;
 constexpr int kGroupedChainMaxExperts = 32;  // as in router.cpp
@@ -198,8 +196,7 @@ int recorded_pair_for(int layer, int moe_layers, std::span<const std::pair<int, 
   return best;
 }
 
-std::vector<TransitionMatrix> transition_patterns(const CorrelationSpec& spec, int moe_layers, int experts,
-                                                  std::uint64_t seed) {
+std::vector<TransitionMatrix> transition_patterns(const CorrelationSpec& spec, int moe_layers, int experts) {
   std::vector<TransitionMatrix> patterns;
   if (spec.kind == CorrelationKind::fitted) {
     const RecordedTransitions recorded = read_crosslayer_counts(spec.counts, experts);
@@ -223,35 +220,31 @@ std::vector<TransitionMatrix> transition_patterns(const CorrelationSpec& spec, i
       patterns.push_back(fitted[recorded_pair_for(layer, moe_layers, recorded.pairs)]);
     return patterns;
   }
-  if (spec.successors > experts) {
-    throw InputError("router", "correlation.successors",
-                     fmt::format("expected at most the model's {} experts, got {}", experts, spec.successors));
-  }
-  Rng rng = make_rng(seed, RngStream::routing, kSuccessorStream);
-  std::vector<std::vector<int>> permutations(spec.successors, std::vector<int>(experts));
-  for (int layer = 0; layer + 1 < moe_layers; ++layer) {
-    for (auto& permutation : permutations) {
-      std::iota(permutation.begin(), permutation.end(), 0);
-      for (int i = experts - 1; i > 0; --i)
-        std::swap(permutation[i], permutation[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+  throw InternalError("transition_patterns: synthetic patterns come from synthetic_pattern");
+}
+
+TransitionMatrix synthetic_pattern(Rng& rng, int successors, std::span<const double> selection_to) {
+  const auto experts = static_cast<int>(selection_to.size());
+  std::vector<std::pair<double, int>> clocks;
+  TransitionMatrix matrix;
+  matrix.row_start.push_back(0);
+  for (int from = 0; from < experts; ++from) {
+    // Successive sampling without replacement: the experts whose exponential clocks of rate p ring first.
+    clocks.clear();
+    for (int to = 0; to < experts; ++to) {
+      const double clock = rng.exponential(1.0);
+      if (selection_to[to] > 0) clocks.emplace_back(clock / selection_to[to], to);
     }
-    TransitionMatrix matrix;
-    matrix.row_start.push_back(0);
-    for (int from = 0; from < experts; ++from) {
-      const auto first = matrix.column.size();
-      for (const auto& permutation : permutations) {
-        const int to = permutation[from];
-        if (std::find(matrix.column.begin() + std::ptrdiff_t(first), matrix.column.end(), to) ==
-            matrix.column.end())
-          matrix.column.push_back(to);
-      }
-      const auto taken = static_cast<double>(matrix.column.size() - first);
-      matrix.probability.resize(matrix.column.size(), 1.0 / taken);
-      matrix.row_start.push_back(static_cast<std::int32_t>(matrix.column.size()));
+    const auto taken = std::min<std::ptrdiff_t>(successors, static_cast<std::ptrdiff_t>(clocks.size()));
+    std::nth_element(clocks.begin(), clocks.begin() + (taken - 1), clocks.end());
+    std::sort(clocks.begin(), clocks.begin() + taken, [](const auto& a, const auto& b) { return a.second < b.second; });
+    for (std::ptrdiff_t j = 0; j < taken; ++j) {
+      matrix.column.push_back(clocks[j].second);
+      matrix.probability.push_back(selection_to[clocks[j].second]);
     }
-    patterns.push_back(std::move(matrix));
+    matrix.row_start.push_back(static_cast<std::int32_t>(matrix.column.size()));
   }
-  return patterns;
+  return matrix;
 }
 
 TransitionMatrix balance_transition(const TransitionMatrix& pattern, std::span<const double> share_from,
@@ -313,10 +306,28 @@ TransitionMatrix balance_transition(const TransitionMatrix& pattern, std::span<c
     }
     scale_rows();
   }
+  std::fill(column_total.begin(), column_total.end(), 0.0);
   for (int from = 0; from < experts; ++from) {
     if (share_from[from] == 0) continue;
-    for (int j = matrix.row_start[from]; j < matrix.row_start[from + 1]; ++j)
+    for (int j = matrix.row_start[from]; j < matrix.row_start[from + 1]; ++j) {
+      column_total[matrix.column[j]] += value[j];
       value[j] /= share_from[from];
+    }
+  }
+  double kept = 1.0;
+  for (int to = 0; to < experts; ++to) {
+    if (column_total[to] > 0) kept = std::min(kept, selection_to[to] / column_total[to]);
+  }
+  if (kept < 1.0 - 1e-9) {
+    matrix.kept = kept;
+    matrix.remainder.resize(experts);
+    double total = 0;
+    for (int to = 0; to < experts; ++to) {
+      matrix.remainder[to] = std::max(0.0, selection_to[to] - kept * column_total[to]);
+      total += matrix.remainder[to];
+    }
+    for (double& r : matrix.remainder)
+      r /= total;
   }
   return matrix;
 }

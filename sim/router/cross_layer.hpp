@@ -42,6 +42,11 @@ struct TransitionMatrix {
   std::vector<std::int32_t> row_start;  // experts + 1 offsets into column and probability
   std::vector<std::int32_t> column;
   std::vector<double> probability;
+  // Where balancing could not meet the popularity with the rows' own successors (too few of
+  // them), each row is kept with weight `kept` and the rest goes to `remainder`, a distribution
+  // shared by all rows (empty when kept is 1).
+  double kept = 1.0;
+  std::vector<double> remainder;
 
   int rows() const { return static_cast<int>(row_start.size()) - 1; }
   std::span<const std::int32_t> columns(int row) const {
@@ -52,17 +57,16 @@ struct TransitionMatrix {
   }
 };
 
-// One pattern per consecutive MoE layer pair (moe_layers - 1): which experts follow which, before
-// they are balanced to a class's popularity.
-//   fitted: the recorded pair's counts (recorded_pair_for), row-normalised; an expert with no counts
-//     as layer_from has an empty row.
-//   synthetic: expert a's successors are perm_1(a) .. perm_n(a) for n seeded random permutations
-//     (make_rng(seed, RngStream::routing, 0x400)), duplicates dropped, with equal weights; every
-//     expert is a successor of about n experts, so balancing can give it its popularity.
-// InputError when the file does not fit (read_crosslayer_counts) or, naming router and
-// correlation.successors, when there are more successors than experts.
-std::vector<TransitionMatrix> transition_patterns(const CorrelationSpec& spec, int moe_layers, int experts,
-                                                  std::uint64_t seed);
+// The measured pattern of each consecutive MoE layer pair (moe_layers - 1): the recorded pair's
+// counts (recorded_pair_for), row-normalised; an expert with no counts as layer_from has an empty
+// row. `spec` must be fitted. InputError when the file does not fit (read_crosslayer_counts).
+std::vector<TransitionMatrix> transition_patterns(const CorrelationSpec& spec, int moe_layers, int experts);
+
+// A synthetic pattern: each expert's `successors` experts at layer l + 1 are distinct draws weighted
+// by `selection_to` (so a hot expert follows many experts: a matrix of uniform random successors
+// could not give it its popularity), each weighing its popularity. Fewer when fewer experts have
+// popularity.
+TransitionMatrix synthetic_pattern(Rng& rng, int successors, std::span<const double> selection_to);
 
 // The transition matrix of a layer pair for a class: `pattern` scaled (Sinkhorn's alternating row and
 // column scaling, up to 1000 rounds or 1e-12) so that rows stay distributions and, weighted by
@@ -73,7 +77,8 @@ std::vector<TransitionMatrix> transition_patterns(const CorrelationSpec& spec, i
 // the measured layers', not the simulated ones'); a synthetic row ends up weighting its successors
 // by their popularity. Empty rows, and rows whose successors all have no popularity, become
 // `selection_to` itself (no dependence). Where the pattern's support cannot meet the popularity
-// exactly, the last round's matrix is kept.
+// (Sinkhorn does not converge), every row is blended with one shared remainder, with the largest
+// weight on the rows that leaves the average exact (TransitionMatrix::kept).
 TransitionMatrix balance_transition(const TransitionMatrix& pattern, std::span<const double> share_from,
                                     std::span<const double> selection_to);
 

@@ -183,6 +183,7 @@ class Router {
     double strength = 1;
     std::vector<std::vector<TransitionMatrix>> transitions;  // [class][layer pair]: M's F part
     std::vector<std::vector<std::vector<AliasTable>>> rows;  // [class][layer pair][expert]: its rows
+    std::vector<std::vector<AliasTable>> remainders;         // [class][layer pair] (TransitionMatrix)
     std::vector<ComponentLinks> components;
     std::vector<double> selection;  // one call's q
     std::vector<double> inclusion;  // and its inclusion probabilities

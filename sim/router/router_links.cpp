@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include <fmt/format.h>
+
 #include "sim/common/error.hpp"
 #include "sim/router/router.hpp"
 
@@ -9,9 +11,8 @@ namespace moesim {
 
 namespace {
 
-// Failed redraws of a per-token choice before the path checks whether its row has any successor
-// left that the token has not taken.
-constexpr int kRedrawsBeforeCheck = 64;
+// Sub-stream of RngStream::routing for the synthetic successors (router.cpp holds 0x100 .. 0x300).
+constexpr std::uint64_t kSuccessorStream = 0x400;
 
 }  // namespace
 
@@ -19,10 +20,17 @@ void Router::link_layers(const CorrelationSpec& correlation, std::uint64_t seed)
   if (!correlation.active() || recorded_ != nullptr || moe_layers() < 2) return;
   auto links = std::make_unique<Links>();
   links->strength = correlation.strength;
-  const auto patterns = transition_patterns(correlation, moe_layers(), experts_, seed);
+  if (correlation.kind == CorrelationKind::synthetic && correlation.successors > experts_) {
+    throw InputError("router", "correlation.successors",
+                     fmt::format("expected at most the model's {} experts, got {}", experts_, correlation.successors));
+  }
+  const auto patterns = correlation.kind == CorrelationKind::fitted
+                            ? transition_patterns(correlation, moe_layers(), experts_)
+                            : std::vector<TransitionMatrix>{};
   // Assumption (moesim's own): a class's affinity groups share one matrix per layer pair, balanced
   // to the class's mean popularity (their own first choices still make the (1 - rho) part).
   std::vector<double> share_from(experts_), selection_to(experts_);
+  Rng successor_rng = make_rng(seed, RngStream::routing, kSuccessorStream);
   for (int c = 0; c < classes(); ++c) {
     const int first = first_component_[c];
     const int last = c + 1 < classes() ? first_component_[c + 1] : components();
@@ -39,7 +47,11 @@ void Router::link_layers(const CorrelationSpec& correlation, std::uint64_t seed)
           selection_to[e] += to[e] / (last - first);
         }
       }
-      TransitionMatrix matrix = balance_transition(patterns[layer], share_from, selection_to);
+      TransitionMatrix matrix = balance_transition(
+          patterns.empty() ? synthetic_pattern(successor_rng, correlation.successors, selection_to) : patterns[layer],
+          share_from, selection_to);
+      links->remainders.resize(static_cast<std::size_t>(c) + 1);
+      links->remainders[c].push_back(matrix.remainder.empty() ? AliasTable() : AliasTable(matrix.remainder));
       auto& row_tables = rows.emplace_back();
       for (int from = 0; from < experts_; ++from)
         row_tables.emplace_back(matrix.probabilities(from));
@@ -78,11 +90,11 @@ double Router::top_successor_probability(int layer) const {
     double weighted = 0;
     for (int from = 0; from < experts_; ++from) {
       for (int e = 0; e < experts_; ++e)
-        row[e] = (1 - rho) * next[e];
+        row[e] = (1 - rho) * next[e] + (matrix.remainder.empty() ? 0.0 : rho * (1 - matrix.kept) * matrix.remainder[e]);
       const auto columns = matrix.columns(from);
       const auto probabilities = matrix.probabilities(from);
       for (std::size_t j = 0; j < columns.size(); ++j)
-        row[columns[j]] += rho * probabilities[j];
+        row[columns[j]] += rho * matrix.kept * probabilities[j];
       weighted += share[from] * *std::max_element(row.begin(), row.end());
     }
     total += weighted / classes();
@@ -114,7 +126,11 @@ void Router::sample_following(int component, int layer, std::int64_t tokens, std
   auto& selection = links_->selection;
   for (int e = 0; e < experts_; ++e)
     selection[e] = (1 - rho) * next.selection[e];
-  const double per_assignment = rho / (static_cast<double>(tokens) * top_k_);
+  if (!matrix.remainder.empty()) {
+    for (int e = 0; e < experts_; ++e)
+      selection[e] += rho * (1 - matrix.kept) * matrix.remainder[e];
+  }
+  const double per_assignment = rho * matrix.kept / (static_cast<double>(tokens) * top_k_);
   for (int from = 0; from < experts_; ++from) {
     if (link.counts[from] == 0) continue;
     const double weight = link.counts[from] * per_assignment;
@@ -150,15 +166,49 @@ void Router::sample_linked_per_token(int component, int layer, std::int64_t toke
       if (follows) {
         const int before = link.experts[base + choice];
         const TransitionMatrix& matrix = links_->transitions[traffic_class][layer - 1];
-        const AliasTable& row = links_->rows[traffic_class][layer - 1][before];
         const auto columns = matrix.columns(before);
-        for (int attempt = 1;; ++attempt) {
-          expert = rng_.uniform() < rho ? columns[row.sample(rng_)] : next.first_choice.sample(rng_);
-          if (!taken(choice, expert)) break;
-          if (attempt % kRedrawsBeforeCheck == 0 &&
-              std::all_of(columns.begin(), columns.end(), [&](int e) { return taken(choice, e); })) {
-            expert = -1;
-            break;
+        const auto probabilities = matrix.probabilities(before);
+        // The row's mixture: its successors (rho kept), the remainder (rho (1 - kept)), p (1 - rho).
+        const double row_part = rho * matrix.kept;
+        const double remainder_part = rho - row_part;
+        const double branch = rng_.uniform();
+        if (branch < row_part) {
+          expert = columns[links_->rows[traffic_class][layer - 1][before].sample(rng_)];
+        } else if (branch < rho) {
+          expert = links_->remainders[traffic_class][layer - 1].sample(rng_);
+        } else {
+          expert = next.first_choice.sample(rng_);
+        }
+        if (taken(choice, expert)) {
+          // Redrawn from the mixture restricted to the experts not taken: the row and remainder
+          // parts by a scan (their untaken mass may be tiny), the p part by redrawing below.
+          double row_left = 0, remainder_left = 0, p_left = 1.0;
+          for (std::size_t j = 0; j < columns.size(); ++j)
+            row_left += taken(choice, columns[j]) ? 0.0 : probabilities[j];
+          for (int e = 0; e < experts_ && remainder_part > 0; ++e)
+            remainder_left += taken(choice, e) ? 0.0 : matrix.remainder[e];
+          for (int c = 0; c < choice; ++c)
+            p_left -= next.selection[chosen_[c]];
+          const double row_weight = row_part * row_left;
+          const double remainder_weight = remainder_part * remainder_left;
+          const double pick = rng_.uniform() * (row_weight + remainder_weight + (1 - rho) * std::max(p_left, 0.0));
+          expert = -1;
+          if (pick < row_weight) {
+            double draw = rng_.uniform() * row_left;
+            for (std::size_t j = 0; j < columns.size(); ++j) {
+              if (taken(choice, columns[j])) continue;
+              expert = columns[j];
+              draw -= probabilities[j];
+              if (draw < 0) break;
+            }
+          } else if (pick < row_weight + remainder_weight) {
+            double draw = rng_.uniform() * remainder_left;
+            for (int e = 0; e < experts_; ++e) {
+              if (taken(choice, e) || matrix.remainder[e] == 0) continue;
+              expert = e;
+              draw -= matrix.remainder[e];
+              if (draw < 0) break;
+            }
           }
         }
       }
