@@ -22,8 +22,8 @@ namespace {
 
 constexpr std::string_view kHeader = "model,domain,selection,layer_from,layer_to,expert_from,expert_to,count";
 constexpr int kFields = 8;
-constexpr std::string_view kFieldNames[kFields] = {"model",     "domain",      "selection", "layer_from",
-                                                   "layer_to",  "expert_from", "expert_to", "count"};
+constexpr std::string_view kFieldNames[kFields] = {"model",    "domain",      "selection", "layer_from",
+                                                   "layer_to", "expert_from", "expert_to", "count"};
 // Counts up to 2^53 stay exact as doubles when rows are normalised.
 constexpr std::int64_t kMaxCount = std::int64_t{1} << 53;
 constexpr std::int64_t kMaxIndex = 1'000'000;
@@ -39,7 +39,8 @@ std::int64_t parse_integer(const std::string& file, std::size_t line, int field,
                            std::int64_t limit) {
   std::int64_t value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || text.empty() || value < 0 || value > limit) {
+  if (error != std::errc() || end != text.data() + text.size() || text.empty() || value < 0 ||
+      value > limit) {
     fail_at(file, line, field,
             fmt::format("expected an integer in [0, {}], got \"{}\"", limit, text.substr(0, 40)));
   }
@@ -123,8 +124,8 @@ RecordedTransitions read_crosslayer_counts(const EmpiricalSource& source, int ex
     if (domain == source.domains.size()) continue;
     if (!seen.emplace(domain, row.pair_from, row.pair_to, row.from, row.to).second) {
       fail_at(file, line_number, 6,
-              fmt::format("duplicate row for domain {}, layers {}->{}, experts {}->{}", fields[1], row.pair_from,
-                          row.pair_to, row.from, row.to));
+              fmt::format("duplicate row for domain {}, layers {}->{}, experts {}->{}", fields[1],
+                          row.pair_from, row.pair_to, row.from, row.to));
     }
     pairs_of_domain[domain].emplace(row.pair_from, row.pair_to);
     rows.push_back(row);
@@ -139,17 +140,19 @@ RecordedTransitions read_crosslayer_counts(const EmpiricalSource& source, int ex
   }
   for (std::size_t d = 0; d < source.domains.size(); ++d) {
     if (pairs_of_domain[d].empty()) {
-      throw InputError(file, "domains",
-                       fmt::format("no {} counts for model \"{}\" and domain \"{}\" (domains with {} counts: {})",
-                                   selection, source.model, source.domains[d], selection,
-                                   fmt::join(domains_of_model, ", ")));
+      throw InputError(
+          file, "domains",
+          fmt::format("no {} counts for model \"{}\" and domain \"{}\" (domains with {} counts: {})",
+                      selection, source.model, source.domains[d], selection,
+                      fmt::join(domains_of_model, ", ")));
     }
     if (pairs_of_domain[d] != pairs_of_domain[0]) {
       const auto& lacking = pairs_of_domain[d].size() < pairs_of_domain[0].size() ? d : 0;
       const auto& other = lacking == 0 ? d : 0;
       std::vector<std::string> missing;
       for (const auto& [from, to] : pairs_of_domain[other]) {
-        if (!pairs_of_domain[lacking].contains({from, to})) missing.push_back(fmt::format("{}->{}", from, to));
+        if (!pairs_of_domain[lacking].contains({from, to}))
+          missing.push_back(fmt::format("{}->{}", from, to));
       }
       throw InputError(file, "layer_from",
                        fmt::format("domain \"{}\" of model \"{}\" has no counts for layers {}, which domain "
@@ -168,9 +171,9 @@ RecordedTransitions read_crosslayer_counts(const EmpiricalSource& source, int ex
   recorded.pairs.assign(pairs_of_domain[0].begin(), pairs_of_domain[0].end());
   recorded.counts.assign(recorded.pairs.size(), std::vector<std::int64_t>(std::size_t(experts) * experts, 0));
   for (const Row& row : rows) {
-    const auto pair = static_cast<std::size_t>(
-        std::lower_bound(recorded.pairs.begin(), recorded.pairs.end(), std::pair{row.pair_from, row.pair_to}) -
-        recorded.pairs.begin());
+    const auto pair = static_cast<std::size_t>(std::lower_bound(recorded.pairs.begin(), recorded.pairs.end(),
+                                                                std::pair{row.pair_from, row.pair_to}) -
+                                               recorded.pairs.begin());
     recorded.counts[pair][std::size_t(row.from) * experts + row.to] += row.count;
   }
   for (std::size_t i = 0; i < recorded.pairs.size(); ++i) {
@@ -237,7 +240,8 @@ TransitionMatrix synthetic_pattern(Rng& rng, int successors, std::span<const dou
     }
     const auto taken = std::min<std::ptrdiff_t>(successors, static_cast<std::ptrdiff_t>(clocks.size()));
     std::nth_element(clocks.begin(), clocks.begin() + (taken - 1), clocks.end());
-    std::sort(clocks.begin(), clocks.begin() + taken, [](const auto& a, const auto& b) { return a.second < b.second; });
+    std::sort(clocks.begin(), clocks.begin() + taken,
+              [](const auto& a, const auto& b) { return a.second < b.second; });
     for (std::ptrdiff_t j = 0; j < taken; ++j) {
       matrix.column.push_back(clocks[j].second);
       matrix.probability.push_back(selection_to[clocks[j].second]);
@@ -388,8 +392,8 @@ void approximate_inclusion(std::span<const double> selection, int top_k, std::sp
   }
 }
 
-void InclusionCountSampler::sample(Rng& rng, std::int64_t tokens, int top_k, std::span<const double> inclusion,
-                                   std::span<std::int32_t> counts) {
+void InclusionCountSampler::sample(Rng& rng, std::int64_t tokens, int top_k,
+                                   std::span<const double> inclusion, std::span<std::int32_t> counts) {
   const auto experts = static_cast<int>(inclusion.size());
   if (experts <= kGroupedChainMaxExperts) {
     // The grouped chain of Router::sample_grouped, for this call's inclusion probabilities.

@@ -53,7 +53,8 @@ struct TransitionMatrix {
     return {column.data() + row_start[row], static_cast<std::size_t>(row_start[row + 1] - row_start[row])};
   }
   std::span<const double> probabilities(int row) const {
-    return {probability.data() + row_start[row], static_cast<std::size_t>(row_start[row + 1] - row_start[row])};
+    return {probability.data() + row_start[row],
+            static_cast<std::size_t>(row_start[row + 1] - row_start[row])};
   }
 };
 

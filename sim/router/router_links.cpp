@@ -21,8 +21,9 @@ void Router::link_layers(const CorrelationSpec& correlation, std::uint64_t seed)
   auto links = std::make_unique<Links>();
   links->strength = correlation.strength;
   if (correlation.kind == CorrelationKind::synthetic && correlation.successors > experts_) {
-    throw InputError("router", "correlation.successors",
-                     fmt::format("expected at most the model's {} experts, got {}", experts_, correlation.successors));
+    throw InputError(
+        "router", "correlation.successors",
+        fmt::format("expected at most the model's {} experts, got {}", experts_, correlation.successors));
   }
   const auto patterns = correlation.kind == CorrelationKind::fitted
                             ? transition_patterns(correlation, moe_layers(), experts_)
@@ -48,7 +49,8 @@ void Router::link_layers(const CorrelationSpec& correlation, std::uint64_t seed)
         }
       }
       TransitionMatrix matrix = balance_transition(
-          patterns.empty() ? synthetic_pattern(successor_rng, correlation.successors, selection_to) : patterns[layer],
+          patterns.empty() ? synthetic_pattern(successor_rng, correlation.successors, selection_to)
+                           : patterns[layer],
           share_from, selection_to);
       links->remainders.resize(static_cast<std::size_t>(c) + 1);
       links->remainders[c].push_back(matrix.remainder.empty() ? AliasTable() : AliasTable(matrix.remainder));
@@ -90,7 +92,8 @@ double Router::top_successor_probability(int layer) const {
     double weighted = 0;
     for (int from = 0; from < experts_; ++from) {
       for (int e = 0; e < experts_; ++e)
-        row[e] = (1 - rho) * next[e] + (matrix.remainder.empty() ? 0.0 : rho * (1 - matrix.kept) * matrix.remainder[e]);
+        row[e] = (1 - rho) * next[e] +
+                 (matrix.remainder.empty() ? 0.0 : rho * (1 - matrix.kept) * matrix.remainder[e]);
       const auto columns = matrix.columns(from);
       const auto probabilities = matrix.probabilities(from);
       for (std::size_t j = 0; j < columns.size(); ++j)
@@ -191,7 +194,8 @@ void Router::sample_linked_per_token(int component, int layer, std::int64_t toke
             p_left -= next.selection[chosen_[c]];
           const double row_weight = row_part * row_left;
           const double remainder_weight = remainder_part * remainder_left;
-          const double pick = rng_.uniform() * (row_weight + remainder_weight + (1 - rho) * std::max(p_left, 0.0));
+          const double pick =
+              rng_.uniform() * (row_weight + remainder_weight + (1 - rho) * std::max(p_left, 0.0));
           expert = -1;
           if (pick < row_weight) {
             double draw = rng_.uniform() * row_left;

@@ -349,7 +349,8 @@ nlohmann::json to_json(const RouterSpec& spec) {
     json["correlation"] = counts_source_json(spec.correlation.counts);
     json["correlation"]["strength"] = spec.correlation.strength;
   } else if (spec.correlation.kind == CorrelationKind::synthetic) {
-    json["correlation"] = {{"successors", spec.correlation.successors}, {"strength", spec.correlation.strength}};
+    json["correlation"] = {{"successors", spec.correlation.successors},
+                           {"strength", spec.correlation.strength}};
   }
   return json;
 }

@@ -111,8 +111,8 @@ struct RotationSpec {
 //                | {"tenant_map": {"tenant-a": "code", "7": "chat"}},
 //    "drift": {"schedule": [{"at_s": 1800, "mix": {...}}, ...], "interpolate": false,
 //              "rotation": {"period_s": 600, "experts_per_period": 1}}}
-// Both forms take "drift" (a schedule needs a mix) and "correlation" (CorrelationSpec). Or a recorded routing trace that drives every
-// count (recorded_routing.hpp; no classes, mix or drift):
+// Both forms take "drift" (a schedule needs a mix) and "correlation" (CorrelationSpec). Or a recorded routing
+// trace that drives every count (recorded_routing.hpp; no classes, mix or drift):
 //   {"kind": "replay", "file": "routing.csv"}
 struct RouterSpec : PopularitySpec {
   std::vector<TrafficClassSpec> classes;  // empty: one class from the PopularitySpec fields

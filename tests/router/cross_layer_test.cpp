@@ -52,12 +52,16 @@ RouterSpec parse(std::string_view text) {
 RouterSpec olmoe(std::optional<CountSelection> selection, double strength = 1.0) {
   RouterSpec spec;
   spec.kind = PopularityKind::empirical;
-  spec.empirical = {data_directory() / "routing/olmoe-mixtral/expert_counts.csv", "OLMoE-1B-7B-0924",
-                    {"arxiv"}, CountSelection::topk};
+  spec.empirical = {data_directory() / "routing/olmoe-mixtral/expert_counts.csv",
+                    "OLMoE-1B-7B-0924",
+                    {"arxiv"},
+                    CountSelection::topk};
   if (selection) {
     spec.correlation.kind = CorrelationKind::fitted;
     spec.correlation.counts = {data_directory() / "routing/olmoe-mixtral/crosslayer_counts.csv",
-                               "OLMoE-1B-7B-0924", {"arxiv"}, *selection};
+                               "OLMoE-1B-7B-0924",
+                               {"arxiv"},
+                               *selection};
     spec.correlation.strength = strength;
   }
   return spec;
@@ -65,8 +69,8 @@ RouterSpec olmoe(std::optional<CountSelection> selection, double strength = 1.0)
 
 // Steps of a forward pass: every MoE layer in order, by the fast or the per-token path.
 struct StepFigures {
-  std::vector<double> ratio;  // max/mean at the watched layer, per step
-  std::vector<double> drops;  // assignments over capacity factor 1.25 there
+  std::vector<double> ratio;                             // max/mean at the watched layer, per step
+  std::vector<double> drops;                             // assignments over capacity factor 1.25 there
   std::vector<std::vector<std::int32_t>> before, after;  // counts at the watched layer - 1 and layer
   std::vector<double> layer_ratio;                       // mean max/mean per layer
 };
@@ -162,11 +166,13 @@ TEST_CASE("a correlation spec parses in both router forms, round-trips and rejec
   CHECK(to_json(parse(to_json(synthetic).dump())) == to_json(synthetic));
   CHECK_FALSE(parse(R"({"kind": "zipf"})").correlation.active());
   CHECK_FALSE(to_json(parse(R"({"kind": "zipf"})")).contains("correlation"));
-  CHECK_FALSE(parse(R"({"kind": "zipf", "correlation": {"successors": 2, "strength": 0}})").correlation.active());
+  CHECK_FALSE(
+      parse(R"({"kind": "zipf", "correlation": {"successors": 2, "strength": 0}})").correlation.active());
 
   CHECK_THROWS_WITH(parse(R"({"correlation": {"successors": 2, "strength": 1.5}})"),
                     Contains("scenario.json: router.correlation.strength: expected a number in [0, 1]"));
-  CHECK_THROWS_WITH(parse(R"({"correlation": {"successors": 0}})"), Contains("router.correlation.successors"));
+  CHECK_THROWS_WITH(parse(R"({"correlation": {"successors": 0}})"),
+                    Contains("router.correlation.successors"));
   CHECK_THROWS_WITH(parse(R"({"correlation": {"successors": "4"}})"),
                     Contains("router.correlation.successors"));
   CHECK_THROWS_WITH(parse(R"({"correlation": {"successors": 2, "model": "m"}})"),
@@ -193,8 +199,9 @@ TEST_CASE("a correlation spec parses in both router forms, round-trips and rejec
   RouterSpec too_many;
   too_many.correlation.kind = CorrelationKind::synthetic;
   too_many.correlation.successors = 9;
-  CHECK_THROWS_WITH(make_router(too_many, 4, 8, 2, 1),
-                    Contains("router: correlation.successors: expected at most the model's 8 experts, got 9"));
+  CHECK_THROWS_WITH(
+      make_router(too_many, 4, 8, 2, 1),
+      Contains("router: correlation.successors: expected at most the model's 8 experts, got 9"));
 }
 
 TEST_CASE("cross-layer counts are read, pooled and mapped to layer pairs", "[router][cross_layer]") {
@@ -239,19 +246,22 @@ TEST_CASE("bad cross-layer count files name the file, line and field", "[router]
   const auto edited = [&](const std::string& name, const std::string& to) {
     return read(variant(name, [&](auto t) { return replace(t, row, to); }));
   };
-  CHECK_THROWS_WITH(read(variant("empty.csv", [](auto) { return ""; })), Contains("empty.csv: file is empty"));
+  CHECK_THROWS_WITH(read(variant("empty.csv", [](auto) { return ""; })),
+                    Contains("empty.csv: file is empty"));
   CHECK_THROWS_WITH(read(variant("header.csv", [](auto t) { return replace(t, "count\n", "n\n"); })),
                     Contains("header.csv: line 1, field header"));
-  CHECK_THROWS_WITH(read(variant("truncated.csv",
-                                 [&](auto t) { return t.substr(0, t.find(row) + std::string("tiny,a,topk,0,2").size()); })),
-                    Contains("truncated.csv: line 3, field expert_from: expected 8 comma-separated fields, got 5"));
+  CHECK_THROWS_WITH(
+      read(variant("truncated.csv",
+                   [&](auto t) { return t.substr(0, t.find(row) + std::string("tiny,a,topk,0,2").size()); })),
+      Contains("truncated.csv: line 3, field expert_from: expected 8 comma-separated fields, got 5"));
   CHECK_THROWS_WITH(edited("negative.csv", "tiny,a,topk,0,2,0,2,-10"),
                     Contains("negative.csv: line 3, field count: expected an integer in [0, "));
   CHECK_THROWS_WITH(edited("nan.csv", "tiny,a,topk,0,2,0,2,nan"), Contains("nan.csv: line 3, field count"));
   CHECK_THROWS_WITH(edited("float.csv", "tiny,a,topk,0,2,0,2,1.5"), Contains("line 3, field count"));
   CHECK_THROWS_WITH(edited("huge.csv", "tiny,a,topk,0,2,0,2,99999999999999999999"),
                     Contains("line 3, field count"));
-  CHECK_THROWS_WITH(edited("huge2.csv", "tiny,a,topk,0,2,0,2,9007199254740993"), Contains("line 3, field count"));
+  CHECK_THROWS_WITH(edited("huge2.csv", "tiny,a,topk,0,2,0,2,9007199254740993"),
+                    Contains("line 3, field count"));
   CHECK_THROWS_WITH(edited("type.csv", "tiny,a,topk,x,2,0,2,10"), Contains("line 3, field layer_from"));
   CHECK_THROWS_WITH(edited("expert.csv", "tiny,a,topk,0,2,0,two,10"), Contains("line 3, field expert_to"));
   CHECK_THROWS_WITH(edited("backwards.csv", "tiny,a,topk,2,0,0,2,10"),
@@ -269,20 +279,25 @@ TEST_CASE("bad cross-layer count files name the file, line and field", "[router]
   CHECK_THROWS_WITH(read(kTiny / "absent.csv"), Contains("absent.csv"));
   auto unknown_model = tiny();
   unknown_model.model = "huge";
-  CHECK_THROWS_WITH(read_crosslayer_counts(unknown_model, 4),
-                    Contains("tiny_crosslayer.csv: model: model \"huge\" not found (models in the file: other, tiny)"));
-  CHECK_THROWS_WITH(read_crosslayer_counts(tiny({"a", "zz"}), 4),
-                    Contains("domains: no topk counts for model \"tiny\" and domain \"zz\" (domains with topk "
-                             "counts: a, b)"));
+  CHECK_THROWS_WITH(
+      read_crosslayer_counts(unknown_model, 4),
+      Contains("tiny_crosslayer.csv: model: model \"huge\" not found (models in the file: other, tiny)"));
+  CHECK_THROWS_WITH(
+      read_crosslayer_counts(tiny({"a", "zz"}), 4),
+      Contains("domains: no topk counts for model \"tiny\" and domain \"zz\" (domains with topk "
+               "counts: a, b)"));
   // Domain b lacks the pair 2->3 once its one row goes.
   auto lacking = tiny({"a", "b"});
   lacking.file = variant("pairs.csv", [](auto t) { return replace(t, "tiny,b,topk,2,3,2,2,6\n", ""); });
-  CHECK_THROWS_WITH(read_crosslayer_counts(lacking, 4),
-                    Contains("layer_from: domain \"b\" of model \"tiny\" has no counts for layers 2->3, which "
-                             "domain \"a\" has"));
+  CHECK_THROWS_WITH(
+      read_crosslayer_counts(lacking, 4),
+      Contains("layer_from: domain \"b\" of model \"tiny\" has no counts for layers 2->3, which "
+               "domain \"a\" has"));
   auto zero = tiny({"b"});
-  zero.file = variant("zero.csv", [](auto t) { return replace(t, "tiny,b,topk,2,3,2,2,6", "tiny,b,topk,2,3,2,2,0"); });
-  CHECK_THROWS_WITH(read_crosslayer_counts(zero, 4), Contains("count: layers 2->3 of model \"tiny\" have no counts"));
+  zero.file = variant("zero.csv",
+                      [](auto t) { return replace(t, "tiny,b,topk,2,3,2,2,6", "tiny,b,topk,2,3,2,2,0"); });
+  CHECK_THROWS_WITH(read_crosslayer_counts(zero, 4),
+                    Contains("count: layers 2->3 of model \"tiny\" have no counts"));
 }
 
 TEST_CASE("OLMoE's measured top successor is 0.13-0.61 and balancing keeps each layer's popularity",
@@ -292,7 +307,9 @@ TEST_CASE("OLMoE's measured top successor is 0.13-0.61 and balancing keeps each 
   double lowest = 1, highest = 0;
   for (const std::string domain : {"arxiv", "book", "c4", "github", "wikipedia"}) {
     const EmpiricalSource source{data_directory() / "routing/olmoe-mixtral/crosslayer_counts.csv",
-                                 "OLMoE-1B-7B-0924", {domain}, CountSelection::top1};
+                                 "OLMoE-1B-7B-0924",
+                                 {domain},
+                                 CountSelection::top1};
     const auto recorded = read_crosslayer_counts(source, 64);
     REQUIRE(recorded.pairs == std::vector<std::pair<int, int>>{{0, 7}, {7, 15}});
     CorrelationSpec spec;
@@ -333,12 +350,14 @@ TEST_CASE("OLMoE's measured top successor is 0.13-0.61 and balancing keeps each 
     for (const int layer : {0, 6, 7, 14}) {
       const auto share = router->popularity(layer);
       const auto next = router->selection_probabilities(layer + 1);
-      const auto matrix = balance_transition(synthetic ? synthetic_pattern(rng, 3, next) : patterns[layer], share, next);
+      const auto matrix =
+          balance_transition(synthetic ? synthetic_pattern(rng, 3, next) : patterns[layer], share, next);
       std::vector<double> column(64, 0.0);
       for (int from = 0; from < 64; ++from) {
         const auto columns = matrix.columns(from);
         const auto probabilities = matrix.probabilities(from);
-        REQUIRE(std::accumulate(probabilities.begin(), probabilities.end(), 0.0) == Approx(1.0).epsilon(1e-9));
+        REQUIRE(std::accumulate(probabilities.begin(), probabilities.end(), 0.0) ==
+                Approx(1.0).epsilon(1e-9));
         for (std::size_t j = 0; j < columns.size(); ++j)
           column[columns[j]] += share[from] * matrix.kept * probabilities[j];
         for (std::size_t e = 0; e < matrix.remainder.size(); ++e)
@@ -459,8 +478,10 @@ TEST_CASE("the linked fast sampler matches the exact per-token chain (OLMoE arxi
     const double drops_error = std::sqrt((variance(fast.drops) + variance(exact.drops)) / c.steps);
     CAPTURE(c.tokens, average(fast.ratio), average(exact.ratio), ratio_error, average(fast.drops),
             average(exact.drops), drops_error, quantile(fast.ratio, 0.99), quantile(exact.ratio, 0.99));
-    CHECK(std::abs(average(fast.ratio) - average(exact.ratio)) < 4 * ratio_error + 0.003 * average(exact.ratio));
-    CHECK(std::abs(average(fast.drops) - average(exact.drops)) < 4 * drops_error + 0.015 * average(exact.drops));
+    CHECK(std::abs(average(fast.ratio) - average(exact.ratio)) <
+          4 * ratio_error + 0.003 * average(exact.ratio));
+    CHECK(std::abs(average(fast.drops) - average(exact.drops)) <
+          4 * drops_error + 0.015 * average(exact.drops));
     CHECK(quantile(fast.ratio, 0.99) == Approx(quantile(exact.ratio, 0.99)).epsilon(0.01));
     // Every layer keeps its measured busiest/mean on both paths.
     for (int layer = 0; layer < 16; ++layer) {

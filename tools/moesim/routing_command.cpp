@@ -143,10 +143,14 @@ void inspect(const InspectOptions& options) {
   std::vector<double> class_max_over_mean(static_cast<std::size_t>(router->classes()), 0.0);
   std::vector<int> class_samples(class_max_over_mean.size(), 0);
   for (int layer = 0; layer < layers; ++layer) {
-    LayerFigures& f = figures[static_cast<std::size_t>(layer)];
     const auto share = router->popularity(layer);
-    f.busiest_expert_share = *std::max_element(share.begin(), share.end()) * model.experts;
-    for (int step = 0; step < options.steps; ++step) {
+    figures[static_cast<std::size_t>(layer)].busiest_expert_share =
+        *std::max_element(share.begin(), share.end()) * model.experts;
+  }
+  // Steps outside, layers in order inside, as a forward pass samples them (linked layers need it).
+  for (int step = 0; step < options.steps; ++step) {
+    for (int layer = 0; layer < layers; ++layer) {
+      LayerFigures& f = figures[static_cast<std::size_t>(layer)];
       router->sample_counts(layer, tokens, counts);
       for (int c = 0; c < router->classes(); ++c) {
         const auto own = router->class_counts(c);
@@ -200,6 +204,25 @@ void inspect(const InspectOptions& options) {
       fmt::print("drift     hot experts rotate by {} every {:g} s (not applied here)\n",
                  subject.router.rotation.experts_per_period, subject.router.rotation.period_s);
     }
+  }
+  if (router->layers_linked()) {
+    const auto& correlation = subject.router.correlation;
+    const std::string source =
+        correlation.kind == CorrelationKind::synthetic
+            ? fmt::format("synthetic, {} successors", correlation.successors)
+            : fmt::format("{} {} {}", correlation.counts.model, fmt::join(correlation.counts.domains, "+"),
+                          correlation.counts.selection == CountSelection::top1 ? "top1" : "topk");
+    double lowest = 1, highest = 0, total = 0;
+    for (int layer = 0; layer + 1 < layers; ++layer) {
+      const double top = router->top_successor_probability(layer);
+      lowest = std::min(lowest, top);
+      highest = std::max(highest, top);
+      total += top / (layers - 1);
+    }
+    fmt::print(
+        "layers    linked ({}, strength {:g}): a token's most likely successor expert has probability "
+        "{:.3f} on average ({:.3f} .. {:.3f} over layer pairs; chance 1/{} = {:.3f})\n",
+        source, correlation.strength, total, lowest, highest, model.experts, 1.0 / model.experts);
   }
   fmt::print(
       "sampled   EP{}, {} tokens per rank ({} per layer-step), {} steps per layer; {} vs {} ({} slots "
