@@ -12,14 +12,12 @@ namespace {
 // A tabulated level never needs more entries: its mean is below 2 kNormalMinVariance and the table
 // stops once the upper tail is below 2^-40.
 constexpr int kMaxTable = 256;
-// Tables draw with 31-bit uniforms against thresholds in units of 2^-31 (so the last one, 2^31, fits
-// 32 bits); a guide of 2^7 buckets per table finds the start of the search. Small entries keep every
-// level's table and guide within L1/L2 for the 256 levels of a Zipf or preset layer.
-constexpr int kUniformBits = 31;
-constexpr int kGuideBits = 7;
-constexpr int kGuideSize = 1 << kGuideBits;
-constexpr double kTwoTo31 = 2147483648.0;
-constexpr std::uint32_t kThresholdOne = std::uint32_t{1} << kUniformBits;
+// Each tabulated level draws from a Walker alias table over its counts 0..n-1: the 32 random bits
+// times n give the bucket (high word) and a uniform fraction (low word, resolution n 2^-32) that keeps
+// the bucket's own count below its threshold and takes the alias above. One load and no search per
+// draw, and 5 bytes per entry keep the 256 levels of a Zipf or preset layer within L1/L2.
+constexpr double kTwoTo32 = 4294967296.0;
+constexpr std::uint32_t kAlwaysKeep = 0xFFFFFFFFu;  // with the bucket as its own alias
 
 }  // namespace
 
@@ -41,7 +39,7 @@ CountSampler::CountSampler(std::span<const double> sorted_inclusion, int top_k) 
   draws_.resize(levels);
   normal_draws_.resize(levels);
   thresholds_.resize(levels * kMaxTable);
-  guides_.resize(levels * kGuideSize);
+  aliases_.resize(levels * kMaxTable);
   values_.resize(sorted_inclusion.size());
   bits_.resize((sorted_inclusion.size() + 1) / 2);
   cumulative_.resize(kMaxTable);
@@ -52,12 +50,13 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
   draw.tabulated = true;
   draw.complement = inclusion_[level] > 0.5;
   draw.table = thresholds_used_;
-  draw.guide = level * kGuideSize;
   std::uint32_t* thresholds = thresholds_.data() + draw.table;
+  std::uint8_t* aliases = aliases_.data() + draw.table;
   if (small_probability == 0.0) {
-    thresholds[0] = kThresholdOne;
+    thresholds[0] = kAlwaysKeep;
+    aliases[0] = 0;
+    draw.size = 1;
     thresholds_used_ += 1;
-    std::fill_n(guides_.begin() + draw.guide, kGuideSize, 0);
     return;
   }
   // Binomial(trials, p) with real trials: mean T p_small, variance v / (1 - w).
@@ -81,21 +80,33 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
     masses[++x] = cumulative;
   }
   const double total = cumulative;
-  for (std::int64_t i = 0; i < x; ++i)
-    thresholds[i] = static_cast<std::uint32_t>(std::min(masses[i] / total, 1.0) * kTwoTo31 + 0.5);
-  thresholds[x] = kThresholdOne;
-  thresholds_used_ += static_cast<std::int32_t>(x + 1);
-  // Bucket b starts at the first x with thresholds[x] > b 2^(31 - kGuideBits): x fills the buckets
-  // from just above thresholds[x - 1] up to thresholds[x].
-  std::uint8_t* guide = guides_.data() + draw.guide;
-  std::uint32_t first_bucket = 0;
-  for (std::int64_t i = 0; i <= x && first_bucket < kGuideSize; ++i) {
-    if (thresholds[i] == 0) continue;
-    const std::uint32_t end_bucket =
-        std::min<std::uint32_t>(((thresholds[i] - 1) >> (kUniformBits - kGuideBits)) + 1, kGuideSize);
-    std::fill(guide + first_bucket, guide + std::max(first_bucket, end_bucket), static_cast<std::uint8_t>(i));
-    first_bucket = std::max(first_bucket, end_bucket);
+  // Vose's construction over the probabilities of 0..x.
+  const auto size = static_cast<int>(x + 1);
+  double* scaled = masses;
+  for (int i = size - 1; i > 0; --i)
+    scaled[i] = (masses[i] - masses[i - 1]) / total * size;
+  scaled[0] = masses[0] / total * size;
+  std::uint8_t small[kMaxTable], large[kMaxTable];
+  int smalls = 0, larges = 0;
+  for (int i = 0; i < size; ++i) {
+    (scaled[i] < 1.0 ? small[smalls++] : large[larges++]) = static_cast<std::uint8_t>(i);
+    thresholds[i] = kAlwaysKeep;
+    aliases[i] = static_cast<std::uint8_t>(i);
   }
+  while (smalls > 0 && larges > 0) {
+    const std::uint8_t low = small[--smalls];
+    const std::uint8_t high = large[larges - 1];
+    thresholds[low] = static_cast<std::uint32_t>(std::min(scaled[low] * kTwoTo32 + 0.5, 4294967295.0));
+    aliases[low] = high;
+    scaled[high] -= 1.0 - scaled[low];
+    if (scaled[high] < 1.0) {
+      --larges;
+      small[smalls++] = high;
+    }
+  }
+  // Whatever is left is 1 up to rounding: it keeps kAlwaysKeep and itself as alias.
+  draw.size = size;
+  thresholds_used_ += size;
 }
 
 void CountSampler::prepare(std::int64_t tokens) {
@@ -148,14 +159,13 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
     const LevelDraw& draw = draws_[level];
     double value;
     if (draw.tabulated) {
-      const std::uint32_t* thresholds = thresholds_.data() + draw.table;
-      const std::uint32_t uniform31 = uniform >> 1;
-      int x = guides_[draw.guide + (uniform31 >> (kUniformBits - kGuideBits))];
-      // A guide bucket holds at most one threshold except in the tails: one step without a branch,
-      // then a loop that is rarely entered, so the branch predictor stays right.
-      x += uniform31 >= thresholds[x] ? 1 : 0;
-      while (uniform31 >= thresholds[x])
-        [[unlikely]]++ x;
+      const std::uint64_t scaled = std::uint64_t{uniform} * static_cast<std::uint32_t>(draw.size);
+      const auto bucket = static_cast<std::uint32_t>(scaled >> 32);
+      const auto fraction = static_cast<std::uint32_t>(scaled);
+      // A mask, not a conditional: keeping the bucket is a coin flip for the branch predictor.
+      const auto keep = -static_cast<std::int32_t>(fraction < thresholds_[draw.table + bucket]);
+      const std::int32_t x =
+          (static_cast<std::int32_t>(bucket) & keep) | (aliases_[draw.table + bucket] & ~keep);
       value = draw.complement ? t - x : x;
       tabulated_total += value;
       tabulated_weighted += value * draw.inclusion;

@@ -16,7 +16,7 @@ namespace moesim {
 // (Hajek's approximation of a fixed-size sampling design), corrected so that each count keeps the
 // variance T pi_e (1 - pi_e) of the exact per-token model.
 //  1. Each count is drawn independently:
-//     - when v = T pi (1 - pi) < kNormalMinVariance, exactly by table inversion from a distribution of
+//     - when v = T pi (1 - pi) < kNormalMinVariance, exactly (Walker alias table) from a distribution of
 //       the binomial family (real trial count) with mean T pi and variance v / (1 - w)^2, w = v / sum v.
 //       Assumption: the inflation (1 - w)^-2 makes up for what steps 2 and 3 take away, so that the
 //       final variance is v to within 0.1% (measured against the per-token path for 64 and 256
@@ -60,7 +60,7 @@ class CountSampler {
     double inclusion = 0;    // pi
     double weight = 0;       // T pi (1 - pi): its share of the sum correction when not tabulated
     std::int32_t table = 0;  // first threshold in thresholds_
-    std::int32_t guide = 0;  // first entry in guides_
+    std::int32_t size = 0;   // entries of the table (counts 0 .. size - 1)
     bool tabulated = false;
     bool complement = false;  // the table holds T - c (pi > 1/2)
   };
@@ -83,8 +83,8 @@ class CountSampler {
   std::int64_t prepared_tokens_ = -1;
   std::vector<LevelDraw> draws_;           // per level, for prepared_tokens_
   std::vector<NormalDraw> normal_draws_;   // per level, used where not tabulated
-  std::vector<std::uint32_t> thresholds_;  // tables: 2^31 * P(c <= x), last entry 2^31
-  std::vector<std::uint8_t> guides_;       // per table, kGuideSize starting indices
+  std::vector<std::uint32_t> thresholds_;  // alias tables: 2^32 x P(a bucket keeps its own count)
+  std::vector<std::uint8_t> aliases_;      // alias tables: the count a bucket gives otherwise
   std::int32_t thresholds_used_ = 0;
   double normal_weight_total_ = 0;        // sum of the weights of the experts not tabulated
   double tabulated_inclusion_total_ = 0;  // sum of pi over the tabulated experts
