@@ -38,6 +38,9 @@ CountSampler::CountSampler(std::span<const double> sorted_inclusion, int top_k) 
   const auto levels = inclusion_.size();
   draws_.resize(levels);
   normal_draws_.resize(levels);
+  position_draws_.resize(sorted_inclusion.size());
+  add_weight_.resize(sorted_inclusion.size());
+  remove_weight_.resize(sorted_inclusion.size());
   thresholds_.resize(levels * kMaxTable);
   aliases_.resize(levels * kMaxTable);
   values_.resize(sorted_inclusion.size());
@@ -137,10 +140,17 @@ void CountSampler::prepare(std::int64_t tokens) {
   }
   normal_weight_total_ = 0;
   tabulated_inclusion_total_ = 0;
-  for (const int level : level_of_position_) {
-    const LevelDraw& draw = draws_[level];
+  for (std::size_t position = 0; position < level_of_position_.size(); ++position) {
+    const int level = level_of_position_[position];
+    LevelDraw& draw = position_draws_[position];
+    draw = draws_[level];
+    draw.level = level;
     (draw.tabulated ? tabulated_inclusion_total_ : normal_weight_total_) +=
         draw.tabulated ? draw.inclusion : draw.weight;
+    // The sum correction's weight as a + b x value (sample() step 2).
+    add_weight_[position] =
+        draw.tabulated ? Linear{t * draw.inclusion, -draw.inclusion} : Linear{draw.weight, 0};
+    remove_weight_[position] = draw.tabulated ? Linear{0, 1.0 - draw.inclusion} : Linear{draw.weight, 0};
   }
 }
 
@@ -153,10 +163,11 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
   for (auto& word : bits_)
     word = rng.next_u64();
   double total = 0, tabulated_total = 0, tabulated_weighted = 0;
+  const LevelDraw* draws = position_draws_.data();
+  double* values = values_.data();
   for (int position = 0; position < experts; ++position) {
     const auto uniform = static_cast<std::uint32_t>(bits_[position >> 1] >> ((position & 1) * 32));
-    const int level = level_of_position_[position];
-    const LevelDraw& draw = draws_[level];
+    const LevelDraw& draw = draws[position];
     double value;
     if (draw.tabulated) {
       const std::uint64_t scaled = std::uint64_t{uniform} * static_cast<std::uint32_t>(draw.size);
@@ -170,11 +181,11 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
       tabulated_total += value;
       tabulated_weighted += value * draw.inclusion;
     } else {
-      const NormalDraw& normal = normal_draws_[level];
+      const NormalDraw& normal = normal_draws_[draw.level];
       const double z = normal_(uniform, rng);
       value = normal.mean + z * (normal.linear + z * (normal.quadratic + z * normal.cubic));
     }
-    values_[position] = value;
+    values[position] = value;
     total += value;
   }
 
@@ -186,16 +197,14 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
       (adding ? t * tabulated_inclusion_total_ - tabulated_weighted : tabulated_total - tabulated_weighted);
   const double scale = weight_total > 0 ? difference / weight_total : 0.0;
   const auto limit = static_cast<std::int32_t>(tokens);
+  const Linear* weight = adding ? add_weight_.data() : remove_weight_.data();
+  for (int position = 0; position < experts; ++position)
+    values[position] += scale * (weight[position].constant + weight[position].slope * values[position]);
   double cumulative = rng.uniform();
   double taken = 0;
   std::int64_t assigned = 0;
   for (int position = 0; position < experts; ++position) {
-    const double value = values_[position];
-    const LevelDraw& draw = draws_[level_of_position_[position]];
-    const double weight = !draw.tabulated ? draw.weight
-                          : adding        ? (t - value) * draw.inclusion
-                                          : value * (1.0 - draw.inclusion);
-    cumulative += value + scale * weight;
+    cumulative += values[position];
     auto reached = static_cast<double>(static_cast<std::int64_t>(cumulative));
     if (reached > cumulative) reached -= 1.0;
     const auto count = static_cast<std::int32_t>(std::clamp(reached - taken, 0.0, t));

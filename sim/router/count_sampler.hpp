@@ -61,6 +61,7 @@ class CountSampler {
     double weight = 0;       // T pi (1 - pi): its share of the sum correction when not tabulated
     std::int32_t table = 0;  // first threshold in thresholds_
     std::int32_t size = 0;   // entries of the table (counts 0 .. size - 1)
+    std::int32_t level = 0;  // into normal_draws_
     bool tabulated = false;
     bool complement = false;  // the table holds T - c (pi > 1/2)
   };
@@ -81,7 +82,16 @@ class CountSampler {
   double variance_total_ = 0;           // sum over experts of pi (1 - pi)
   std::vector<int> level_of_position_;  // per expert position in decreasing popularity
   std::int64_t prepared_tokens_ = -1;
+  // The weight of a count's share in the sum correction, a + b x its value.
+  struct Linear {
+    double constant;
+    double slope;
+  };
+
   std::vector<LevelDraw> draws_;           // per level, for prepared_tokens_
+  std::vector<LevelDraw> position_draws_;  // the same per expert position: one load less per draw
+  std::vector<Linear> add_weight_;         // per position, when the correction adds units
+  std::vector<Linear> remove_weight_;      // per position, when it removes them
   std::vector<NormalDraw> normal_draws_;   // per level, used where not tabulated
   std::vector<std::uint32_t> thresholds_;  // alias tables: 2^32 x P(a bucket keeps its own count)
   std::vector<std::uint8_t> aliases_;      // alias tables: the count a bucket gives otherwise
