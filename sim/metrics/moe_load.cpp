@@ -64,8 +64,11 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
 
   const std::size_t expert_row = layer_index * static_cast<std::size_t>(experts_);
   std::int64_t* load = expert_load_.data() + expert_row;
-  for (std::size_t e = 0; e < sample.expert_demand.size(); ++e)
-    load[e] += sample.expert_demand[e];
+  // Local bounds and pointers: the int64 stores could otherwise alias the span's size.
+  const std::size_t experts = sample.expert_demand.size();
+  const std::int32_t* demand = sample.expert_demand.data();
+  for (std::size_t e = 0; e < experts; ++e)
+    load[e] += demand[e];
   std::int64_t* overflow = expert_overflow_.data() + expert_row;
   std::int64_t overflow_sum = 0;
   for (std::size_t e = 0; e < sample.expert_overflow.size(); ++e) {
@@ -83,9 +86,12 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
     }
   }
   double busy_sum = 0;
-  for (std::size_t r = 0; r < sample.rank_assignments.size(); ++r) {
-    rank_tokens_[r] += sample.rank_assignments[r];
-    rank_busy_s_[r] += sample.rank_busy_s[r];
+  const std::size_t ranks = sample.rank_assignments.size();
+  std::int64_t* rank_tokens = rank_tokens_.data();
+  double* rank_busy = rank_busy_s_.data();
+  for (std::size_t r = 0; r < ranks; ++r) {
+    rank_tokens[r] += sample.rank_assignments[r];
+    rank_busy[r] += sample.rank_busy_s[r];
     busy_sum += sample.rank_busy_s[r];
   }
   const auto straggler = static_cast<std::size_t>(sample.straggler_rank);

@@ -85,6 +85,10 @@ MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const Cap
       const auto slots = placement.expert_slots(layer, expert);
       only_slot_.push_back(slots.size() == 1 ? slots[0] : -1);
     }
+    bool identity = placement.slots() == experts;
+    for (int expert = 0; identity && expert < experts; ++expert)
+      identity = only_slot_[static_cast<std::size_t>(layer * experts + expert)] == expert;
+    identity_slots_.push_back(identity ? 1 : 0);
   }
   all_single_slot_ = placement.slots() == experts;
 }
@@ -137,8 +141,21 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
   std::int32_t* kept_per_slot = r.kept_per_slot.data();
   std::int32_t expert_max = 0;
   std::int64_t overflow = 0, assignments = 0;
-  if (direct) {
-    // The common case, one pass: every expert owns one slot.
+  if (direct && !capped) {
+    // Dropless with one slot per expert: every count is kept as it is.
+    std::copy_n(routed, experts, kept_per_expert);
+    if (identity_slots_[table] != 0) {
+      std::copy_n(routed, experts, kept_per_slot);
+    } else {
+      for (int e = 0; e < experts; ++e)
+        kept_per_slot[only_slot[e]] = routed[e];
+    }
+    for (int e = 0; e < experts; ++e) {
+      assignments += routed[e];
+      expert_max = std::max(expert_max, routed[e]);
+    }
+  } else if (direct) {
+    // One pass: every expert owns one slot.
     for (int e = 0; e < experts; ++e) {
       assignments += routed[e];
       const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(routed[e], cap));
