@@ -1,6 +1,7 @@
 #include "sim/router/count_sampler.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "sim/common/error.hpp"
@@ -77,8 +78,15 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
   double* masses = cumulative_.data();
   masses[0] = cumulative;
   std::int64_t x = 0;
+  // Reciprocals from a table keep the division off the chain of multiplications through `mass`.
+  static const std::array<double, kMaxTable + 1> reciprocal = [] {
+    std::array<double, kMaxTable + 1> values{};
+    for (int i = 1; i <= kMaxTable; ++i)
+      values[i] = 1.0 / i;
+    return values;
+  }();
   while (x < largest && (cumulative < 1.0 - 0x1.0p-40 || static_cast<double>(x) < mean)) {
-    mass *= (trials - static_cast<double>(x)) / static_cast<double>(x + 1) * odds;
+    mass *= (trials - static_cast<double>(x)) * reciprocal[x + 1] * odds;
     cumulative += mass;
     masses[++x] = cumulative;
   }
