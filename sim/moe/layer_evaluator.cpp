@@ -78,13 +78,18 @@ MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const Cap
   rank_weight_.resize(static_cast<std::size_t>(placement.ranks()));
   slot_room_.resize(static_cast<std::size_t>(placement.slots_per_rank()));
   slot_received_.resize(static_cast<std::size_t>(placement.slots_per_rank()));
+  std::vector<int> replicated;
   for (int layer = 0; layer < placement.layers(); ++layer) {
     for (int slot = 0; slot < placement.slots(); ++slot)
       slot_expert_.push_back(placement.slot_expert(layer, slot));
     for (int expert = 0; expert < experts; ++expert) {
       const auto slots = placement.expert_slots(layer, expert);
       only_slot_.push_back(slots.size() == 1 ? slots[0] : -1);
+      first_slot_.push_back(slots[0]);
+      if (slots.size() > 1) replicated.push_back(expert);
     }
+    replicated_.push_back(replicated);
+    replicated.clear();
     bool identity = placement.slots() == experts;
     for (int expert = 0; identity && expert < experts; ++expert)
       identity = only_slot_[static_cast<std::size_t>(layer * experts + expert)] == expert;
@@ -154,6 +159,22 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
       assignments += routed[e];
       expert_max = std::max(expert_max, routed[e]);
     }
+  } else if (!capped && !rank_cap) {
+    // Dropless with replicas: each expert's first slot takes its count, then the replicated experts
+    // split theirs over their slots.
+    std::copy_n(routed, experts, kept_per_expert);
+    const int* first_slot = first_slot_.data() + table * static_cast<std::size_t>(experts_);
+    for (int e = 0; e < experts; ++e) {
+      kept_per_slot[first_slot[e]] = routed[e];
+      assignments += routed[e];
+      expert_max = std::max(expert_max, routed[e]);
+    }
+    for (const int e : replicated_[table]) {
+      const auto slots = placement_.expert_slots(layer, e);
+      const auto replicas = static_cast<std::int32_t>(slots.size());
+      for (std::int32_t i = 0; i < replicas; ++i)
+        kept_per_slot[slots[i]] = routed[e] / replicas + (i < routed[e] % replicas ? 1 : 0);
+    }
   } else if (direct) {
     // One pass: every expert owns one slot.
     for (int e = 0; e < experts; ++e) {
@@ -185,7 +206,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     for (int e = 0; direct && e < experts; ++e)
       kept_per_slot[only_slot[e]] = kept_per_expert[e];
   }
-  for (int e = 0; !direct && e < experts; ++e) {
+  for (int e = 0; !direct && capped && e < experts; ++e) {
     const std::int32_t kept = kept_per_expert[e];
     if (only_slot[e] >= 0) {
       kept_per_slot[only_slot[e]] = kept;
