@@ -164,22 +164,61 @@ double CostModel::expert_ffn_seconds(std::span<const std::int32_t> tokens_per_ex
   return seconds + silu_seconds(assignments, ffn);
 }
 
+double CostModel::gemm_work_seconds(double m, double n, double k, Precision weights) const {
+  GemmParameters work = gemm_[static_cast<int>(weights)];
+  work.fixed_seconds = 0.0;
+  return roofline_gemm_seconds(work, m, n, k, weights);
+}
+
+double CostModel::grouped_kernel_seconds(double work_seconds, Precision weights) const {
+  if (work_seconds <= 0) return 0.0;
+  const GemmParameters& gemm = gemm_[static_cast<int>(weights)];
+  return smooth_max(gemm.sharpness, gemm.fixed_seconds, work_seconds);
+}
+
+double CostModel::grouped_expert_seconds(std::span<const std::int32_t> tokens_per_expert, double hidden,
+                                         double ffn, Precision weights) const {
+  double gate_up = 0.0, down = 0.0;
+  for (const std::int32_t tokens : tokens_per_expert) {
+    if (tokens <= 0) continue;
+    gate_up += gemm_work_seconds(tokens, 2.0 * ffn, hidden, weights);
+    down += gemm_work_seconds(tokens, hidden, ffn, weights);
+  }
+  return grouped_kernel_seconds(gate_up, weights) + grouped_kernel_seconds(down, weights);
+}
+
 ExpertCostTable CostModel::expert_cost_table(double hidden, double ffn, Precision weights,
-                                             std::int64_t max_tokens) const {
-  return ExpertCostTable(*this, hidden, ffn, weights, max_tokens);
+                                             ExpertKernel kernel, std::int64_t max_tokens) const {
+  return ExpertCostTable(*this, hidden, ffn, weights, kernel, max_tokens);
+}
+
+const char* expert_kernel_name(ExpertKernel kernel) {
+  return kernel == ExpertKernel::grouped ? "grouped" : "per_expert";
 }
 
 ExpertCostTable::ExpertCostTable(const CostModel& model, double hidden, double ffn, Precision precision,
-                                 std::int64_t max_tokens)
-    : model_(&model), hidden_(hidden), ffn_(ffn), precision_(precision) {
-  seconds_by_tokens_.resize(static_cast<std::size_t>(std::max<std::int64_t>(max_tokens, 0)) + 1);
-  for (std::size_t tokens = 1; tokens < seconds_by_tokens_.size(); ++tokens)
-    seconds_by_tokens_[tokens] =
-        model.expert_gemms_seconds(static_cast<double>(tokens), hidden, ffn, precision);
+                                 ExpertKernel kernel, std::int64_t max_tokens)
+    : model_(&model), hidden_(hidden), ffn_(ffn), precision_(precision), kernel_(kernel) {
+  const auto rows = static_cast<std::size_t>(std::max<std::int64_t>(max_tokens, 0)) + 1;
+  by_tokens_.assign(rows * kColumns, 0.0);
+  for (std::size_t tokens = 1; tokens < rows; ++tokens) {
+    for (std::size_t column = 0; column < kColumns; ++column)
+      by_tokens_[tokens * kColumns + column] = past_table(static_cast<std::int32_t>(tokens), column);
+  }
 }
 
-double ExpertCostTable::seconds_past_table(std::int64_t tokens) const {
-  return model_->expert_gemms_seconds(static_cast<double>(tokens), hidden_, ffn_, precision_);
+double ExpertCostTable::past_table(std::int32_t tokens, std::size_t column) const {
+  if (tokens <= 0) return 0.0;
+  const auto t = static_cast<double>(tokens);
+  if (kernel_ == ExpertKernel::per_expert)
+    return column == 0 ? model_->expert_gemms_seconds(t, hidden_, ffn_, precision_) : 0.0;
+  return column == 0 ? model_->gemm_work_seconds(t, 2.0 * ffn_, hidden_, precision_)
+                     : model_->gemm_work_seconds(t, hidden_, ffn_, precision_);
+}
+
+double ExpertCostTable::grouped_kernels_seconds(double gate_up_work, double down_work) const {
+  return model_->grouped_kernel_seconds(gate_up_work, precision_) +
+         model_->grouped_kernel_seconds(down_work, precision_);
 }
 
 double roofline_attention_decode_seconds(const AttentionDecodeParameters& decode, double compute_flops,

@@ -14,29 +14,66 @@ namespace moesim {
 
 class CostModel;
 
-// Per-expert FFN time by token count for one expert shape, precomputed so the simulator's
-// per-step sum over experts touches only an array. Counts past the table are computed directly,
+// How a GPU runs its routed experts' GEMMs.
+//   per_expert: a loop of GEMM calls, two per active expert (gate+up, down), each paying the GEMM's
+//     fixed cost: what the calibration suite's grouped_gemm benchmark measures (cuda_calibration/).
+//   grouped: one grouped kernel per projection over all the GPU's experts, as production engines run
+//     them (vLLM's fused_moe Triton kernel, SGLang's, TensorRT-LLM's grouped GEMM, DeepGEMM's grouped
+//     and masked kernels under DeepEP): the fixed cost is paid per kernel and each active expert adds
+//     its weight reads and FLOPs (see CostModel's forms).
+enum class ExpertKernel { grouped, per_expert };
+const char* expert_kernel_name(ExpertKernel kernel);
+
+// The GEMM time of one GPU's routed experts from their token counts, for one expert shape and
+// kernel form, with each expert's share precomputed by token count so the simulator's per-step sum
+// over a rank's expert slots touches only an array. Counts past the table are computed directly,
 // so the table must not outlive the CostModel that made it.
 class ExpertCostTable {
  public:
-  double seconds(std::int64_t tokens) const {
-    if (static_cast<std::uint64_t>(tokens) < seconds_by_tokens_.size()) {
-      return tokens > 0 ? seconds_by_tokens_[static_cast<std::size_t>(tokens)] : 0.0;
+  // `slot_tokens`: the tokens of each expert slot of the GPU (zeros are idle slots); the SiLU
+  // kernel excluded. Equals CostModel::expert_gemms_seconds summed over the slots (per_expert) or
+  // CostModel::grouped_expert_seconds (grouped).
+  double rank_seconds(std::span<const std::int32_t> slot_tokens) const {
+    const std::size_t rows = by_tokens_.size() / kColumns;
+    const double* table = by_tokens_.data();
+    if (kernel_ == ExpertKernel::per_expert) {
+      // Column 0: one expert's two GEMM calls with their fixed costs.
+      double seconds = 0;
+      for (const std::int32_t tokens : slot_tokens) {
+        const auto row = static_cast<std::size_t>(tokens);
+        seconds += row < rows ? table[row * kColumns] : past_table(tokens, 0);
+      }
+      return seconds;
     }
-    return tokens > 0 ? seconds_past_table(tokens) : 0.0;
+    // Columns 0 and 1: one expert's gate+up and down roofline times without the fixed cost.
+    double gate_up = 0, down = 0;
+    for (const std::int32_t tokens : slot_tokens) {
+      const auto row = static_cast<std::size_t>(tokens);
+      if (row < rows) {
+        gate_up += table[row * kColumns];
+        down += table[row * kColumns + 1];
+      } else {
+        gate_up += past_table(tokens, 0);
+        down += past_table(tokens, 1);
+      }
+    }
+    return grouped_kernels_seconds(gate_up, down);
   }
-  // The table itself, indexed by token count (entry 0 is 0), for loops that index it directly.
-  std::span<const double> by_tokens() const { return seconds_by_tokens_; }
+  ExpertKernel kernel() const { return kernel_; }
 
  private:
-  double seconds_past_table(std::int64_t tokens) const;
+  static constexpr std::size_t kColumns = 2;
+  double past_table(std::int32_t tokens, std::size_t column) const;
+  double grouped_kernels_seconds(double gate_up_work, double down_work) const;
   friend class CostModel;
-  ExpertCostTable(const CostModel& model, double hidden, double ffn, Precision precision,
+  ExpertCostTable(const CostModel& model, double hidden, double ffn, Precision precision, ExpertKernel kernel,
                   std::int64_t max_tokens);
   const CostModel* model_;
   double hidden_, ffn_;
   Precision precision_;
-  std::vector<double> seconds_by_tokens_;
+  ExpertKernel kernel_;
+  // kColumns entries per token count from 0 (all 0) to max_tokens; a per_expert table leaves column 1 0.
+  std::vector<double> by_tokens_;
 };
 
 // Time of the ops of a forward pass on one GPU (seconds), from roofline forms whose parameters a
@@ -52,6 +89,14 @@ class ExpertCostTable {
 //       the token count m (small m cannot fill the tensor-core tiles); the weights are read once.
 //   expert_ffn (per expert with t tokens) = gemm(t, 2 ffn, hidden) + gemm(t, hidden, ffn), plus one
 //       SiLU-and-multiply kernel over all assignments: a loop of per-expert GEMMs, as benchmarked.
+//   grouped experts (ExpertKernel::grouped, experts i with t_i > 0 tokens on one GPU)
+//       = smax_p(fixed, sum_i gemm_work(t_i, 2 ffn, hidden)) + smax_p(fixed, sum_i gemm_work(t_i, hidden,
+//       ffn)) gemm_work = gemm without its fixed term: one kernel per projection whose roofline time is the
+//       sum of its experts' (assumption, moesim's own: the experts' tiles overlap only as each expert's
+//       own roofline says; a grouped kernel is priced as one GEMM of that summed work). One active
+//       expert costs exactly its per-expert GEMMs; more cost less (the fixed cost is paid once), never
+//       more. The calibration suite measures only the per-expert loop, so this form reuses the per-GEMM
+//       parameters and is not separately calibrated.
 //   attention_decode_seconds = fixed + max(kv_bytes (1 + sequences_half / sequences) / bandwidth,
 //                                          flops / bf16 GEMM flops)
 //   attention_prefill_seconds = fixed + max(flops / prefill flops, bytes / memory bandwidth)
@@ -67,7 +112,7 @@ class CostModel {
   // The same with the actual tokens of each expert (zeros are idle experts): exact under skew.
   double expert_ffn_seconds(std::span<const std::int32_t> tokens_per_expert, double hidden, double ffn,
                             Precision weights) const;
-  ExpertCostTable expert_cost_table(double hidden, double ffn, Precision weights,
+  ExpertCostTable expert_cost_table(double hidden, double ffn, Precision weights, ExpertKernel kernel,
                                     std::int64_t max_tokens) const;
   double attention_decode_seconds(double sequences, double kv_bytes_read, double flops) const;
   double attention_prefill_seconds(double flops, double bytes) const;
@@ -77,6 +122,14 @@ class CostModel {
 
   // Time of one expert with `tokens` tokens, its share of the SiLU kernel excluded.
   double expert_gemms_seconds(double tokens, double hidden, double ffn, Precision weights) const;
+  // The experts of one GPU run as grouped kernels (the form above), the SiLU kernel excluded; zero
+  // when no expert has tokens.
+  double grouped_expert_seconds(std::span<const std::int32_t> tokens_per_expert, double hidden, double ffn,
+                                Precision weights) const;
+  // gemm_seconds without the fixed term: what one expert adds to a grouped kernel.
+  double gemm_work_seconds(double m, double n, double k, Precision weights) const;
+  // One grouped GEMM kernel whose experts' gemm_work_seconds sum to `work_seconds` (0 when none).
+  double grouped_kernel_seconds(double work_seconds, Precision weights) const;
   double silu_seconds(double assignments, double ffn) const;
 
   nlohmann::json describe() const;  // effective parameters, for the report

@@ -58,6 +58,10 @@ DeploymentSpec parse_group(const JsonReader& reader, const std::filesystem::path
   spec.step.overlap_micro_batches = reader.boolean("overlap_micro_batches", spec.step.overlap_micro_batches);
   spec.step.kernels_per_layer =
       static_cast<int>(reader.non_negative_integer("kernels_per_layer", spec.step.kernels_per_layer));
+  spec.step.expert_kernel = reader.choice("expert_kernel", {"grouped", "per_expert"},
+                                          expert_kernel_name(spec.step.expert_kernel)) == "per_expert"
+                                ? ExpertKernel::per_expert
+                                : ExpertKernel::grouped;
   reader.finish();
   return spec;
 }
@@ -114,6 +118,7 @@ nlohmann::json to_json(const DeploymentSpec& spec) {
         {"combine", precision_name(spec.step.combine_precision)}}},
       {"kernels_per_layer", spec.step.kernels_per_layer},
       {"overlap_micro_batches", spec.step.overlap_micro_batches},
+      {"expert_kernel", expert_kernel_name(spec.step.expert_kernel)},
   };
 }
 

@@ -45,7 +45,8 @@ struct DisaggregationSpec {
 // {"instances", "parallel": {attention_tp, attention_dp, expert_ep, expert_tp, redundant_experts},
 //  "scheduler": {max_sequences, max_batched_tokens, chunked_prefill, kv_block_tokens, prefix_caching},
 //  "gpu_memory_utilization", "activation_reserve_GB", "load_balancer", "placement": {kind, ...}
-//  (placement.hpp), "precision": {weights, experts, dispatch, combine}, "kernels_per_layer"}
+//  (placement.hpp), "precision": {weights, experts, dispatch, combine}, "kernels_per_layer",
+//  "overlap_micro_batches", "expert_kernel": "grouped" | "per_expert"}
 // Relative paths inside (a placement file) are resolved against `base_dir`.
 DeploymentSpec parse_deployment(const JsonReader& reader, const std::filesystem::path& base_dir = ".");
 nlohmann::json to_json(const DeploymentSpec& spec);

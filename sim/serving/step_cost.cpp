@@ -83,7 +83,8 @@ StepCostModel::StepCostModel(const ModelSpec& model, const ParallelLayout& layou
     // Per-expert GEMM times by token count, up to the largest step of one instance.
     const std::int64_t max_step_tokens = std::int64_t{options_.max_step_tokens};
     expert_cost_.emplace(cost_.expert_cost_table(expert_hidden_, expert_ffn_per_gpu_,
-                                                 options_.expert_precision, max_step_tokens));
+                                                 options_.expert_precision, options_.expert_kernel,
+                                                 max_step_tokens));
     // Assumption (moesim's simplification for speed): the SiLU-and-multiply kernel of a
     // rank costs its large-size bandwidth rate per assignment, without a per-kernel floor.
     constexpr double kReferenceAssignments = 1e6;
@@ -269,18 +270,11 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now)
         evaluator_->evaluate(moe_layer, total_tokens, expert_counts_, router_->popularity(moe_layer));
     double slowest = 0;
     int straggler = 0;
-    // Indexed directly: this loop runs for every slot of every MoE layer of every step.
-    const std::span<const double> expert_table = expert_cost_->by_tokens();
+    const auto slots = static_cast<std::size_t>(slots_per_rank_);
     for (std::size_t r = 0; r < rank_busy_s_.size(); ++r) {
-      // Each expert slot runs its own GEMMs (weights read once per slot), so a rank with
-      // more active experts is slower at the same token count.
-      double busy = 0;
-      const std::int32_t* slot_tokens =
-          result.kept_per_slot.data() + r * static_cast<std::size_t>(slots_per_rank_);
-      for (int s = 0; s < slots_per_rank_; ++s) {
-        const auto tokens = static_cast<std::size_t>(slot_tokens[s]);
-        busy += tokens < expert_table.size() ? expert_table[tokens] : expert_cost_->seconds(slot_tokens[s]);
-      }
+      // Each active expert slot reads its weights once (in its own GEMMs or its share of the grouped
+      // kernels), so a rank with more active experts is slower at the same token count.
+      double busy = expert_cost_->rank_seconds(std::span(result.kept_per_slot).subspan(r * slots, slots));
       const auto kept = result.kept_per_rank[r];
       busy += static_cast<double>(kept) * silu_seconds_per_assignment_;
       rank_busy_s_[r] = busy;

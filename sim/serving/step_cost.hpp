@@ -96,6 +96,9 @@ struct StepCostOptions {
   // Assumption (moesim's own guess): about 12 kernels per layer (norms, projections, attention,
   // router, permute, expert GEMMs, activation, combine) whose launches are not hidden.
   int kernels_per_layer = 12;
+  // Assumption: the routed experts run as grouped kernels, one per projection over a GPU's experts,
+  // as in every production engine (cost_model.hpp, ExpertKernel).
+  ExpertKernel expert_kernel = ExpertKernel::grouped;
   std::int32_t max_step_tokens = 8192;
   // Two micro-batches per step, one's all-to-all overlapping the other's computation (DeepSeek's
   // dual micro-batch overlap). Assumption (moesim's own): the halves cost half of the whole batch
@@ -147,7 +150,7 @@ class StepCostModel {
   CapacitySpec capacity_;
   ExpertRebalancer* rebalancer_ = nullptr;
   std::unique_ptr<MoeLayerEvaluator> evaluator_;
-  // One expert's GEMM time by its token count, up to the largest step.
+  // A rank's routed-expert GEMM time from its slots' token counts, tabulated up to the largest step.
   std::optional<ExpertCostTable> expert_cost_;
   int slots_per_rank_ = 0;
   // Per MoE layer (one entry: all layers), the most nodes a token reaches under group-limited routing

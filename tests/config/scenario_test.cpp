@@ -67,6 +67,11 @@ TEST_CASE("--set overrides edit the document before it is read", "[config]") {
   CHECK(scenario.seed == 99);
   CHECK(scenario.capacity.capacity_factor == 1.5);
   CHECK(load_scenario(file, {}, 5).seed == 5);
+  // Grouped expert kernels unless the deployment asks for the per-expert loop.
+  CHECK(load_scenario(file).deployment.step.expert_kernel == ExpertKernel::grouped);
+  const Scenario per_expert = load_scenario(file, {"deployment.expert_kernel=per_expert"});
+  CHECK(per_expert.deployment.step.expert_kernel == ExpertKernel::per_expert);
+  CHECK(resolved_json(per_expert)["deployment"]["expert_kernel"] == "per_expert");
   CHECK_THROWS_WITH(load_scenario(file, {"deployment.paralel.attention_tp=2"}),
                     Contains("deployment: unknown key \"paralel\""));
 }
@@ -97,6 +102,10 @@ TEST_CASE("bad scenarios are rejected with the file and the key named", "[config
                  "deployment.scheduler.max_sequences: expected a positive integer, got 0");
   check_rejected(broken([](auto& d) { d["deployment"]["scheduler"]["max_batched_tokens"] = 1e300; }),
                  "huge.json", "deployment.scheduler.max_batched_tokens");
+  check_rejected(broken([](auto& d) { d["deployment"]["expert_kernel"] = "fused"; }), "kernel.json",
+                 "deployment.expert_kernel: expected one of [grouped, per_expert], got \"fused\"");
+  check_rejected(broken([](auto& d) { d["deployment"]["expert_kernel"] = 1; }), "kernel_type.json",
+                 "deployment.expert_kernel: expected a string");
   check_rejected(broken([](auto& d) { d["router"]["kind"] = "magic"; }), "router.json",
                  "router.kind: expected one of");
   check_rejected(broken([](auto& d) { d.erase("router"); }), "no_router.json",
