@@ -199,6 +199,10 @@ const char* expert_kernel_name(ExpertKernel kernel) {
 ExpertCostTable::ExpertCostTable(const CostModel& model, double hidden, double ffn, Precision precision,
                                  ExpertKernel kernel, std::int64_t max_tokens)
     : model_(&model), hidden_(hidden), ffn_(ffn), precision_(precision), kernel_(kernel) {
+  const GemmParameters& gemm = model.gemm(precision);
+  kernel_sharpness_ = gemm.sharpness;
+  kernel_fixed_fourth_ =
+      (gemm.fixed_seconds * gemm.fixed_seconds) * (gemm.fixed_seconds * gemm.fixed_seconds);
   const auto rows = static_cast<std::size_t>(std::max<std::int64_t>(max_tokens, 0)) + 1;
   by_tokens_.assign(rows * kColumns, 0.0);
   for (std::size_t tokens = 1; tokens < rows; ++tokens) {
@@ -216,7 +220,7 @@ double ExpertCostTable::past_table(std::int32_t tokens, std::size_t column) cons
                      : model_->gemm_work_seconds(t, hidden_, ffn_, precision_);
 }
 
-double ExpertCostTable::grouped_kernels_seconds(double gate_up_work, double down_work) const {
+double ExpertCostTable::grouped_kernels_seconds_any_sharpness(double gate_up_work, double down_work) const {
   return model_->grouped_kernel_seconds(gate_up_work, precision_) +
          model_->grouped_kernel_seconds(down_work, precision_);
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -64,7 +65,16 @@ class ExpertCostTable {
  private:
   static constexpr std::size_t kColumns = 2;
   double past_table(std::int32_t tokens, std::size_t column) const;
-  double grouped_kernels_seconds(double gate_up_work, double down_work) const;
+  // smax_p(fixed, work) for each of the two kernels; inline for the default sharpness 4, which every
+  // rank of every MoE layer pays.
+  double grouped_kernels_seconds(double gate_up_work, double down_work) const {
+    if (kernel_sharpness_ != 4.0) return grouped_kernels_seconds_any_sharpness(gate_up_work, down_work);
+    const auto kernel = [this](double work) {
+      return work > 0 ? std::sqrt(std::sqrt(kernel_fixed_fourth_ + (work * work) * (work * work))) : 0.0;
+    };
+    return kernel(gate_up_work) + kernel(down_work);
+  }
+  double grouped_kernels_seconds_any_sharpness(double gate_up_work, double down_work) const;
   friend class CostModel;
   ExpertCostTable(const CostModel& model, double hidden, double ffn, Precision precision, ExpertKernel kernel,
                   std::int64_t max_tokens);
@@ -72,6 +82,8 @@ class ExpertCostTable {
   double hidden_, ffn_;
   Precision precision_;
   ExpertKernel kernel_;
+  double kernel_sharpness_ = 4.0;   // the GEMM form's p
+  double kernel_fixed_fourth_ = 0;  // its fixed cost to the fourth power
   // kColumns entries per token count from 0 (all 0) to max_tokens; a per_expert table leaves column 1 0.
   std::vector<double> by_tokens_;
 };
