@@ -1,6 +1,7 @@
 #include "sim/cost/cost_model.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 #include "sim/common/error.hpp"
@@ -218,6 +219,49 @@ double ExpertCostTable::past_table(std::int32_t tokens, std::size_t column) cons
     return column == 0 ? model_->expert_gemms_seconds(t, hidden_, ffn_, precision_) : 0.0;
   return column == 0 ? model_->gemm_work_seconds(t, 2.0 * ffn_, hidden_, precision_)
                      : model_->gemm_work_seconds(t, hidden_, ffn_, precision_);
+}
+
+void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, std::size_t slots_per_rank,
+                                    std::span<double> seconds) const {
+  const std::size_t ranks = seconds.size();
+  if (kernel_ == ExpertKernel::per_expert || kernel_sharpness_ != 4.0) {
+    for (std::size_t r = 0; r < ranks; ++r)
+      seconds[r] = rank_seconds(slot_tokens.subspan(r * slots_per_rank, slots_per_rank));
+    return;
+  }
+  if (down_work_.size() < ranks) down_work_.resize(ranks);
+  const std::size_t rows = by_tokens_.size() / kColumns;
+  const double* table = by_tokens_.data();
+  double* gate_up = seconds.data();
+  double* down = down_work_.data();
+  for (std::size_t r = 0; r < ranks; ++r) {
+    double rank_gate_up = 0, rank_down = 0;
+    for (std::size_t s = r * slots_per_rank; s < (r + 1) * slots_per_rank; ++s) {
+      const auto row = static_cast<std::size_t>(slot_tokens[s]);
+      if (row < rows) {
+        rank_gate_up += table[row * kColumns];
+        rank_down += table[row * kColumns + 1];
+      } else {
+        rank_gate_up += past_table(slot_tokens[s], 0);
+        rank_down += past_table(slot_tokens[s], 1);
+      }
+    }
+    gate_up[r] = rank_gate_up;
+    down[r] = rank_down;
+  }
+  // grouped_kernels_seconds at sharpness 4. An idle kernel (no work) costs nothing: a bit mask, not a
+  // conditional, drops it, since which ranks idle is a coin flip for the branch predictor.
+  const double fixed_fourth = kernel_fixed_fourth_;
+  const auto kernel = [fixed_fourth](double work) {
+    const double busy = std::sqrt(std::sqrt(fixed_fourth + (work * work) * (work * work)));
+    return std::bit_cast<double>(std::bit_cast<std::uint64_t>(busy) &
+                                 -static_cast<std::uint64_t>(work > 0));
+  };
+  for (std::size_t r = 0; r < ranks; ++r) {
+    const double kernel_a = kernel(gate_up[r]);
+    const double kernel_b = kernel(down[r]);
+    seconds[r] = kernel_a + kernel_b;
+  }
 }
 
 double ExpertCostTable::grouped_kernels_seconds_any_sharpness(double gate_up_work, double down_work) const {

@@ -60,6 +60,10 @@ class ExpertCostTable {
     }
     return grouped_kernels_seconds(gate_up, down);
   }
+  // rank_seconds of every rank at once: slot_tokens holds slots_per_rank entries per rank, seconds one per
+  // rank. The kernels' smooth maxima run as one vectorisable pass over the ranks.
+  void ranks_seconds(std::span<const std::int32_t> slot_tokens, std::size_t slots_per_rank,
+                     std::span<double> seconds) const;
   ExpertKernel kernel() const { return kernel_; }
 
  private:
@@ -82,8 +86,9 @@ class ExpertCostTable {
   double hidden_, ffn_;
   Precision precision_;
   ExpertKernel kernel_;
-  double kernel_sharpness_ = 4.0;   // the GEMM form's p
-  double kernel_fixed_fourth_ = 0;  // its fixed cost to the fourth power
+  double kernel_sharpness_ = 4.0;          // the GEMM form's p
+  double kernel_fixed_fourth_ = 0;         // its fixed cost to the fourth power
+  mutable std::vector<double> down_work_;  // ranks_seconds' scratch, one per rank (sized on first use)
   // kColumns entries per token count from 0 (all 0) to max_tokens; a per_expert table leaves column 1 0.
   std::vector<double> by_tokens_;
 };

@@ -270,13 +270,13 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now)
         evaluator_->evaluate(moe_layer, total_tokens, expert_counts_, router_->popularity(moe_layer));
     double slowest = 0;
     int straggler = 0;
-    const auto slots = static_cast<std::size_t>(slots_per_rank_);
+    // Each active expert slot reads its weights once (in its own GEMMs or its share of the grouped
+    // kernels), so a rank with more active experts is slower at the same token count.
+    expert_cost_->ranks_seconds(result.kept_per_slot, static_cast<std::size_t>(slots_per_rank_),
+                                rank_busy_s_);
     for (std::size_t r = 0; r < rank_busy_s_.size(); ++r) {
-      // Each active expert slot reads its weights once (in its own GEMMs or its share of the grouped
-      // kernels), so a rank with more active experts is slower at the same token count.
-      double busy = expert_cost_->rank_seconds(std::span(result.kept_per_slot).subspan(r * slots, slots));
       const auto kept = result.kept_per_rank[r];
-      busy += static_cast<double>(kept) * silu_seconds_per_assignment_;
+      const double busy = rank_busy_s_[r] + static_cast<double>(kept) * silu_seconds_per_assignment_;
       rank_busy_s_[r] = busy;
       rank_kept_[r] = static_cast<std::int32_t>(kept);
       if (busy > slowest) {
