@@ -35,6 +35,14 @@ void MoeLoadMetrics::set_classes(std::vector<std::string> names) {
 void MoeLoadMetrics::record_class(int traffic_class, std::span<const std::int32_t> class_counts) {
   const std::size_t cell =
       static_cast<std::size_t>(last_layer_) * class_names_.size() + static_cast<std::size_t>(traffic_class);
+  if (!last_layer_dropped_) {
+    // Every drop fraction is 0: only the assignments add up (whole numbers, exact in any order).
+    std::int64_t assignments = 0;
+    for (const std::int32_t count : class_counts)
+      assignments += count;
+    class_assignments_[cell] += static_cast<double>(assignments);
+    return;
+  }
   double assignments = 0, dropped = 0;
   for (std::size_t e = 0; e < class_counts.size(); ++e) {
     assignments += class_counts[e];
@@ -79,8 +87,9 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
   if (!class_names_.empty()) {
     // Each expert's share of the layer's drops, over its routed assignments.
     last_layer_ = sample.layer;
+    last_layer_dropped_ = sample.dropped > 0;
     const double kept_back = overflow_sum > 0 ? static_cast<double>(sample.dropped) / overflow_sum : 0.0;
-    for (std::size_t e = 0; e < sample.expert_overflow.size(); ++e) {
+    for (std::size_t e = 0; last_layer_dropped_ && e < sample.expert_overflow.size(); ++e) {
       drop_fraction_[e] =
           sample.expert_demand[e] > 0 ? sample.expert_overflow[e] * kept_back / sample.expert_demand[e] : 0.0;
     }

@@ -113,6 +113,7 @@ class MoeLoadMetrics {
   std::vector<double> class_assignments_;  // layer-major: layers x classes
   std::vector<double> class_dropped_;      // layer-major: layers x classes
   int last_layer_ = 0;
+  bool last_layer_dropped_ = false;    // drop_fraction_ is read (and kept up to date) only when set
   std::vector<double> drop_fraction_;  // per expert, of the last recorded layer
   RebalanceSample rebalance_;
   Histogram expert_imbalance_{1e-6};
