@@ -15,6 +15,7 @@
 #include "sim/common/error.hpp"
 #include "sim/common/files.hpp"
 #include "sim/router/binomial.hpp"
+#include "sim/router/csv_rows.hpp"
 
 namespace moesim {
 
@@ -68,12 +69,9 @@ RecordedTransitions read_crosslayer_counts(const EmpiricalSource& source, int ex
 
   std::size_t line_number = 0;
   std::size_t at = 0;
-  while (at < text.size()) {
-    const std::size_t end = std::min(text.find('\n', at), text.size());
-    std::string_view line(text.data() + at, end - at);
-    at = end + 1;
+  std::string_view line;
+  while (next_csv_line(text, at, line)) {
     ++line_number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line_number == 1) {
       if (line != kHeader) {
         throw InputError(file, "line 1, field header", fmt::format("expected the header \"{}\"", kHeader));
@@ -85,17 +83,7 @@ RecordedTransitions read_crosslayer_counts(const EmpiricalSource& source, int ex
       fail_at(file, line_number, 0, "expected a row, got an empty line");
     }
     std::string_view fields[kFields];
-    int count = 0;
-    for (std::size_t start = 0;; ++count) {
-      const std::size_t comma = line.find(',', start);
-      if (count < kFields)
-        fields[count] = line.substr(start, comma == std::string_view::npos ? line.npos : comma - start);
-      if (comma == std::string_view::npos) {
-        ++count;
-        break;
-      }
-      start = comma + 1;
-    }
+    const int count = split_csv_fields(line, fields);
     if (count != kFields) {
       fail_at(file, line_number, count < kFields ? count : kFields - 1,
               fmt::format("expected {} comma-separated fields, got {} (truncated or malformed row)", kFields,

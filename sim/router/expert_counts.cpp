@@ -14,6 +14,7 @@
 
 #include "sim/common/error.hpp"
 #include "sim/common/files.hpp"
+#include "sim/router/csv_rows.hpp"
 
 namespace moesim {
 
@@ -68,12 +69,9 @@ RecordedCounts read_expert_counts(const EmpiricalSource& source, int experts) {
 
   std::size_t line_number = 0;
   std::size_t at = 0;
-  while (at < text.size()) {
-    const std::size_t end = std::min(text.find('\n', at), text.size());
-    std::string_view line(text.data() + at, end - at);
-    at = end + 1;
+  std::string_view line;
+  while (next_csv_line(text, at, line)) {
     ++line_number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line_number == 1) {
       if (line != kHeader) csv.fail(1, "header", fmt::format("expected the header \"{}\"", kHeader));
       continue;
@@ -83,17 +81,7 @@ RecordedCounts read_expert_counts(const EmpiricalSource& source, int experts) {
       csv.fail(line_number, "model", "expected a row, got an empty line");
     }
     std::string_view fields[6];
-    int count = 0;
-    for (std::size_t start = 0;; ++count) {
-      const std::size_t comma = line.find(',', start);
-      if (count < 6)
-        fields[count] = line.substr(start, comma == std::string_view::npos ? line.npos : comma - start);
-      if (comma == std::string_view::npos) {
-        ++count;
-        break;
-      }
-      start = comma + 1;
-    }
+    const int count = split_csv_fields(line, fields);
     if (count != 6) {
       csv.fail(line_number, count < 6 ? kFieldNames[count] : "count",
                fmt::format("expected 6 comma-separated fields, got {} (truncated or malformed row)", count));
