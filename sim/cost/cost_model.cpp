@@ -221,9 +221,48 @@ double ExpertCostTable::past_table(std::int32_t tokens, std::size_t column) cons
                      : model_->gemm_work_seconds(t, hidden_, ffn_, precision_);
 }
 
+void ExpertCostTable::build_memo(std::size_t slots_per_rank) const {
+  // 4,096 entries: 4,096 counts for one slot per rank, 64 per slot for two, 16 for three.
+  constexpr std::uint32_t kMemoEntries = 4096;
+  std::uint32_t base = kMemoEntries;
+  if (slots_per_rank == 2) base = 64;
+  if (slots_per_rank == 3) base = 16;
+  std::size_t entries = 1;
+  for (std::size_t s = 0; s < slots_per_rank; ++s)
+    entries *= base;
+  memo_.resize(entries);
+  std::vector<std::int32_t> slots(slots_per_rank);
+  for (std::size_t key = 0; key < entries; ++key) {
+    std::size_t rest = key;
+    for (std::size_t s = slots_per_rank; s-- > 0;) {
+      slots[s] = static_cast<std::int32_t>(rest % base);
+      rest /= base;
+    }
+    memo_[key] = rank_seconds(slots);
+  }
+  memo_base_ = base;
+  memo_slots_per_rank_ = slots_per_rank;
+}
+
 void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, std::size_t slots_per_rank,
                                     std::span<double> seconds) const {
   const std::size_t ranks = seconds.size();
+  if (slots_per_rank >= 1 && slots_per_rank <= kMemoSlotsPerRank) {
+    if (memo_slots_per_rank_ != slots_per_rank) build_memo(slots_per_rank);
+    const std::uint32_t base = memo_base_;
+    const double* memo = memo_.data();
+    for (std::size_t r = 0; r < ranks; ++r) {
+      const auto rank_slots = slot_tokens.subspan(r * slots_per_rank, slots_per_rank);
+      std::uint32_t key = 0;
+      bool small = true;
+      for (const std::int32_t tokens : rank_slots) {
+        small = small && static_cast<std::uint32_t>(tokens) < base;
+        key = key * base + static_cast<std::uint32_t>(tokens);
+      }
+      seconds[r] = small ? memo[key] : rank_seconds(rank_slots);
+    }
+    return;
+  }
   if (kernel_ == ExpertKernel::per_expert || kernel_sharpness_ != 4.0) {
     for (std::size_t r = 0; r < ranks; ++r)
       seconds[r] = rank_seconds(slot_tokens.subspan(r * slots_per_rank, slots_per_rank));
@@ -234,18 +273,35 @@ void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, s
   const double* table = by_tokens_.data();
   double* gate_up = seconds.data();
   double* down = down_work_.data();
-  for (std::size_t r = 0; r < ranks; ++r) {
-    double rank_gate_up = 0, rank_down = 0;
-    for (std::size_t s = r * slots_per_rank; s < (r + 1) * slots_per_rank; ++s) {
-      const auto row = static_cast<std::size_t>(slot_tokens[s]);
-      if (row < rows) {
-        rank_gate_up += table[row * kColumns];
-        rank_down += table[row * kColumns + 1];
-      } else {
-        rank_gate_up += past_table(slot_tokens[s], 0);
-        rank_down += past_table(slot_tokens[s], 1);
-      }
+  const auto add_slot = [&](std::int32_t tokens, double& rank_gate_up, double& rank_down) {
+    const auto row = static_cast<std::size_t>(tokens);
+    if (row < rows) {
+      rank_gate_up += table[row * kColumns];
+      rank_down += table[row * kColumns + 1];
+    } else {
+      rank_gate_up += past_table(tokens, 0);
+      rank_down += past_table(tokens, 1);
     }
+  };
+  // Four ranks at a time: each rank's sums keep their order, and the four chains of additions overlap.
+  constexpr std::size_t kLanes = 4;
+  std::size_t r = 0;
+  for (; r + kLanes <= ranks; r += kLanes) {
+    double lane_gate_up[kLanes] = {}, lane_down[kLanes] = {};
+    const std::int32_t* first = slot_tokens.data() + r * slots_per_rank;
+    for (std::size_t s = 0; s < slots_per_rank; ++s) {
+      for (std::size_t lane = 0; lane < kLanes; ++lane)
+        add_slot(first[lane * slots_per_rank + s], lane_gate_up[lane], lane_down[lane]);
+    }
+    for (std::size_t lane = 0; lane < kLanes; ++lane) {
+      gate_up[r + lane] = lane_gate_up[lane];
+      down[r + lane] = lane_down[lane];
+    }
+  }
+  for (; r < ranks; ++r) {
+    double rank_gate_up = 0, rank_down = 0;
+    for (std::size_t s = r * slots_per_rank; s < (r + 1) * slots_per_rank; ++s)
+      add_slot(slot_tokens[s], rank_gate_up, rank_down);
     gate_up[r] = rank_gate_up;
     down[r] = rank_down;
   }
@@ -254,13 +310,12 @@ void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, s
   const double fixed_fourth = kernel_fixed_fourth_;
   const auto kernel = [fixed_fourth](double work) {
     const double busy = std::sqrt(std::sqrt(fixed_fourth + (work * work) * (work * work)));
-    return std::bit_cast<double>(std::bit_cast<std::uint64_t>(busy) &
-                                 -static_cast<std::uint64_t>(work > 0));
+    return std::bit_cast<double>(std::bit_cast<std::uint64_t>(busy) & -static_cast<std::uint64_t>(work > 0));
   };
-  for (std::size_t r = 0; r < ranks; ++r) {
-    const double kernel_a = kernel(gate_up[r]);
-    const double kernel_b = kernel(down[r]);
-    seconds[r] = kernel_a + kernel_b;
+  for (std::size_t rank = 0; rank < ranks; ++rank) {
+    const double kernel_a = kernel(gate_up[rank]);
+    const double kernel_b = kernel(down[rank]);
+    seconds[rank] = kernel_a + kernel_b;
   }
 }
 

@@ -61,9 +61,14 @@ class ExpertCostTable {
     return grouped_kernels_seconds(gate_up, down);
   }
   // rank_seconds of every rank at once: slot_tokens holds slots_per_rank entries per rank, seconds one per
-  // rank. The kernels' smooth maxima run as one vectorisable pass over the ranks.
+  // rank; each equal to rank_seconds of the rank's slots (the same operations in the same order).
+  // With at most kMemoSlotsPerRank slots per rank (large expert parallelism, one GPU per expert), the
+  // ranks whose slots all hold few tokens read their time from a table of every such combination.
+  // Otherwise ranks are summed four at a time (independent addition chains) and the kernels' smooth
+  // maxima run as one pass over the ranks.
   void ranks_seconds(std::span<const std::int32_t> slot_tokens, std::size_t slots_per_rank,
                      std::span<double> seconds) const;
+  static constexpr std::size_t kMemoSlotsPerRank = 3;
   ExpertKernel kernel() const { return kernel_; }
 
  private:
@@ -89,6 +94,12 @@ class ExpertCostTable {
   double kernel_sharpness_ = 4.0;          // the GEMM form's p
   double kernel_fixed_fourth_ = 0;         // its fixed cost to the fourth power
   mutable std::vector<double> down_work_;  // ranks_seconds' scratch, one per rank (sized on first use)
+  // rank_seconds of every combination of slots_per_rank token counts below memo_base_, the first slot
+  // most significant (built by the first ranks_seconds call with few slots per rank).
+  void build_memo(std::size_t slots_per_rank) const;
+  mutable std::vector<double> memo_;
+  mutable std::size_t memo_slots_per_rank_ = 0;
+  mutable std::uint32_t memo_base_ = 0;
   // kColumns entries per token count from 0 (all 0) to max_tokens; a per_expert table leaves column 1 0.
   std::vector<double> by_tokens_;
 };

@@ -187,6 +187,43 @@ TEST_CASE("expert cost tables sum a rank's slots as the cost model does, past th
   CHECK(per_expert.rank_seconds(idle) == 0.0);
 }
 
+TEST_CASE("all ranks at once give each rank's own time exactly, few or many slots per rank",
+          "[cost][grouped]") {
+  CalibrationProfile blunt;  // a GEMM form whose smooth maximum is not the inlined sharpness 4
+  blunt.gemm[static_cast<int>(Precision::bf16)] = moesim::GemmParameters{8e-6, 700e12, 64, 2.5e12, 1.5};
+  const CostModel sharp_model(h100(), std::nullopt);
+  const CostModel blunt_model(h100(), blunt);
+  std::uint64_t state = 99;
+  const auto next_count = [&state](std::int32_t largest) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    const auto draw = static_cast<std::int32_t>((state >> 33) % static_cast<std::uint64_t>(largest + 1));
+    return (state >> 20) % 3 == 0 ? 0 : draw;  // a third of the slots idle
+  };
+  for (const CostModel* model : {&sharp_model, &blunt_model}) {
+    for (const ExpertKernel kernel : {ExpertKernel::grouped, ExpertKernel::per_expert}) {
+      const auto table = model->expert_cost_table(7168, 2048, Precision::bf16, kernel, 512);
+      // 1 to 3 slots take the table of combinations (counts past its range and the table's too), 4 and
+      // 9 the four-rank sums; 13 ranks leave a remainder after the groups of four.
+      for (const std::size_t slots_per_rank : {1, 2, 3, 4, 9}) {
+        for (const std::int32_t largest : {5, 70, 5000}) {
+          const std::size_t ranks = 13;
+          std::vector<std::int32_t> slots(ranks * slots_per_rank);
+          for (auto& tokens : slots)
+            tokens = next_count(largest);
+          std::vector<double> seconds(ranks, -1.0);
+          table.ranks_seconds(slots, slots_per_rank, seconds);
+          for (std::size_t r = 0; r < ranks; ++r) {
+            INFO("kernel " << expert_kernel_name(kernel) << ", " << slots_per_rank << " slots per rank, rank "
+                           << r << ", counts up to " << largest);
+            CHECK(seconds[r] ==
+                  table.rank_seconds(std::span(slots).subspan(r * slots_per_rank, slots_per_rank)));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("a profile replaces the defaults it holds and keeps the rest", "[cost]") {
   CalibrationProfile profile;
   profile.gpu = "test GPU";
