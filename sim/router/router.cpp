@@ -366,6 +366,10 @@ void Router::sample_counts(int layer, std::span<const std::int64_t> component_to
   std::fill(class_counts_.begin(), class_counts_.end(), 0);
   for (int k = 0; k < components(); ++k) {
     if (component_tokens[k] == 0) continue;
+    if (links_ == nullptr && per_token_is_cheaper(components_[k], layer, component_tokens[k])) {
+      add_per_token(components_[k].layers[layer], component_tokens[k], components_[k].traffic_class, counts);
+      continue;
+    }
     sample_linked(k, layer, component_tokens[k], component_counts_);
     accumulate(components_[k].traffic_class, counts);
   }
@@ -405,8 +409,7 @@ void Router::accumulate(int traffic_class, std::span<std::int32_t> counts) {
   }
 }
 
-void Router::sample_component(Component& component, int layer, std::int64_t tokens,
-                              std::span<std::int32_t> counts) {
+bool Router::per_token_is_cheaper(const Component& component, int layer, std::int64_t tokens) const {
   const Layer& state = component.layers[layer];
   const double per_token_cost =
       kPerTokenChoiceCost * static_cast<double>(tokens) * top_k_ * state.rejection_factor;
@@ -415,7 +418,13 @@ void Router::sample_component(Component& component, int layer, std::int64_t toke
       !component.samplers[state.sampler].prepared_for(tokens)) {
     per_expert_cost *= kUnpreparedSamplerCost;
   }
-  if (per_token_cost < per_expert_cost) {
+  return per_token_cost < per_expert_cost;
+}
+
+void Router::sample_component(Component& component, int layer, std::int64_t tokens,
+                              std::span<std::int32_t> counts) {
+  const Layer& state = component.layers[layer];
+  if (per_token_is_cheaper(component, layer, tokens)) {
     sample_per_token(state, tokens, counts);
   } else if (experts_ <= kGroupedChainMaxExperts) {
     sample_grouped(state, tokens, counts);
@@ -424,30 +433,105 @@ void Router::sample_component(Component& component, int layer, std::int64_t toke
   }
 }
 
-void Router::sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
-  const AliasTable& first_choice = layer.first_choice;
-  std::fill(counts.begin(), counts.end(), 0);
-  std::uint64_t* taken = taken_.data();
-  int* chosen = chosen_.data();
-  std::int32_t* count = counts.data();
-  const int top_k = top_k_;
-  // A local copy keeps the generator's state in registers across the stores to the counts.
-  Rng rng = rng_;
+namespace {
+
+// Top-k without replacement per token from the first-choice table, top_k a compile-time constant: the
+// unrolled choices keep a token's experts in registers and compare each draw with all of them, with no
+// memory between a choice and the next draw's check.
+template <int TopK, typename OnChoice>
+void draw_fixed_top_k(const AliasTable& first_choice, Rng& rng, std::int64_t tokens, OnChoice on_choice) {
+  for (std::int64_t token = 0; token < tokens; ++token) {
+    std::array<int, TopK> chosen;
+#pragma GCC unroll 8
+    for (int choice = 0; choice < TopK; ++choice) {
+      int expert;
+      bool repeated;
+      // Redrawing until an expert not yet taken comes up draws from p restricted to the rest.
+      do {
+        expert = first_choice.sample(rng);
+        repeated = false;
+#pragma GCC unroll 8
+        for (int before = 0; before < choice; ++before)
+          repeated |= chosen[before] == expert;
+      } while (repeated);
+      chosen[choice] = expert;
+      on_choice(expert);
+    }
+  }
+}
+
+// The same draws for any top_k, with a bit set over the experts (`taken`, zeroed, zeroed again on return)
+// and `chosen` of top_k entries.
+template <typename OnChoice>
+void draw_any_top_k(const AliasTable& first_choice, Rng& rng, std::uint64_t* taken, int* chosen, int top_k,
+                    std::int64_t tokens, OnChoice on_choice) {
   for (std::int64_t token = 0; token < tokens; ++token) {
     for (int choice = 0; choice < top_k; ++choice) {
       int expert;
-      // Redrawing until an expert not yet taken comes up draws from p restricted to the rest.
       do {
         expert = first_choice.sample(rng);
       } while ((taken[expert >> 6] >> (expert & 63)) & 1);
       taken[expert >> 6] |= std::uint64_t{1} << (expert & 63);
       chosen[choice] = expert;
-      ++count[expert];
+      on_choice(expert);
     }
     for (int choice = 0; choice < top_k; ++choice)
       taken[chosen[choice] >> 6] = 0;
   }
-  rng_ = rng;
+}
+
+// `tokens` tokens' top_k choices from the first-choice table; `on_choice(expert)` for each choice, in
+// draw order.
+template <typename OnChoice>
+void draw_tokens(const AliasTable& first_choice, Rng& generator, std::uint64_t* taken, int* chosen, int top_k,
+                 std::int64_t tokens, OnChoice on_choice) {
+  // A local copy keeps the generator's state in registers across the stores to the counts.
+  Rng rng = generator;
+  switch (top_k) {
+    case 1:
+      draw_fixed_top_k<1>(first_choice, rng, tokens, on_choice);
+      break;
+    case 2:
+      draw_fixed_top_k<2>(first_choice, rng, tokens, on_choice);
+      break;
+    case 4:
+      draw_fixed_top_k<4>(first_choice, rng, tokens, on_choice);
+      break;
+    case 6:
+      draw_fixed_top_k<6>(first_choice, rng, tokens, on_choice);
+      break;
+    case 8:
+      draw_fixed_top_k<8>(first_choice, rng, tokens, on_choice);
+      break;
+    default:
+      draw_any_top_k(first_choice, rng, taken, chosen, top_k, tokens, on_choice);
+      break;
+  }
+  generator = rng;
+}
+
+}  // namespace
+
+void Router::sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {
+  std::fill(counts.begin(), counts.end(), 0);
+  std::int32_t* count = counts.data();
+  draw_tokens(layer.first_choice, rng_, taken_.data(), chosen_.data(), top_k_, tokens,
+              [count](int expert) { ++count[expert]; });
+}
+
+void Router::add_per_token(const Layer& layer, std::int64_t tokens, int traffic_class,
+                           std::span<std::int32_t> counts) {
+  std::int32_t* count = counts.data();
+  std::int32_t* own = class_counts_.data() + std::size_t(traffic_class) * experts_;
+  const int offset = rotation_offset_;
+  const int experts = experts_;
+  draw_tokens(layer.first_choice, rng_, taken_.data(), chosen_.data(), top_k_, tokens,
+              [count, own, offset, experts](int expert) {
+                int target = expert + offset;
+                if (target >= experts) target -= experts;
+                ++count[target];
+                ++own[target];
+              });
 }
 
 void Router::sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts) {

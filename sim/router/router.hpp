@@ -193,7 +193,13 @@ class Router {
   Component build_component(const PopularityTable& table, int traffic_class) const;
   void build_mixture();
   void sample_component(Component& component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
+  // Whether sample_component takes the per-token path (its cost estimate).
+  bool per_token_is_cheaper(const Component& component, int layer, std::int64_t tokens) const;
   void sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
+  // The per-token path of one component of a mixture: each choice adds 1 to `counts` and to its class's
+  // counts, rotated, without the scratch counts and accumulate() (the same draws as sample_per_token).
+  void add_per_token(const Layer& layer, std::int64_t tokens, int traffic_class,
+                     std::span<std::int32_t> counts);
   void sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
   // sample_component and sample_per_token, linked to the component's previous layer when the layers
   // are linked (router_links.cpp).
