@@ -13,12 +13,18 @@ namespace {
 // A tabulated level never needs more entries: its mean is below 2 kNormalMinVariance and the table
 // stops once the upper tail is below 2^-40.
 constexpr int kMaxTable = 256;
-// Each tabulated level draws from a Walker alias table over its counts 0..n-1: the 32 random bits
-// times n give the bucket (high word) and a uniform fraction (low word, resolution n 2^-32) that keeps
-// the bucket's own count below its threshold and takes the alias above. One load and no search per
-// draw, and 5 bytes per entry keep the 256 levels of a Zipf or preset layer within L1/L2.
+// A tabulated level's table over its counts 0..n-1 starts as the cumulative distribution in units of
+// 2^-32: the first call at a token count draws by counting the entries at or below its 32 random bits,
+// which costs about the table's length, as building it did. A second call at the same count turns it
+// into a Walker alias table of the same masses: the 32 random bits times n give the bucket (high word)
+// and a uniform fraction (low word, resolution n 2^-32) that keeps the bucket's own count below its
+// threshold and takes the alias above; one load and no search per draw. Layers whose popularity is a
+// permutation of one vector share a sampler and reuse its tables at once; a preset with a different
+// popularity per layer meets each table once per token count, so it never pays for the alias build
+// when the batch size changes every step. 5 bytes per entry keep the 256 levels of a layer in L1/L2.
 constexpr double kTwoTo32 = 4294967296.0;
 constexpr std::uint32_t kAlwaysKeep = 0xFFFFFFFFu;  // with the bucket as its own alias
+constexpr std::uint64_t kFullBucket = std::uint64_t{1} << 32;
 
 }  // namespace
 
@@ -47,6 +53,7 @@ CountSampler::CountSampler(std::span<const double> sorted_inclusion, int top_k) 
   values_.resize(sorted_inclusion.size());
   bits_.resize((sorted_inclusion.size() + 1) / 2);
   cumulative_.resize(kMaxTable);
+  scaled_masses_.resize(kMaxTable);
 }
 
 void CountSampler::tabulate(int level, std::int64_t tokens, double small_probability) {
@@ -90,39 +97,58 @@ void CountSampler::tabulate(int level, std::int64_t tokens, double small_probabi
     cumulative += mass;
     masses[++x] = cumulative;
   }
-  const double total = cumulative;
-  // Vose's construction over the probabilities of 0..x.
+  // The cumulative distribution in units of 2^-32 (the last entry's is 2^32, left implicit): the first
+  // call at this T draws by counting the entries at or below its uniform (inversion).
   const auto size = static_cast<int>(x + 1);
-  double* scaled = masses;
-  for (int i = size - 1; i > 0; --i)
-    scaled[i] = (masses[i] - masses[i - 1]) / total * size;
-  scaled[0] = masses[0] / total * size;
-  std::uint8_t small[kMaxTable], large[kMaxTable];
-  int smalls = 0, larges = 0;
-  for (int i = 0; i < size; ++i) {
-    (scaled[i] < 1.0 ? small[smalls++] : large[larges++]) = static_cast<std::uint8_t>(i);
-    thresholds[i] = kAlwaysKeep;
-    aliases[i] = static_cast<std::uint8_t>(i);
-  }
-  while (smalls > 0 && larges > 0) {
-    const std::uint8_t low = small[--smalls];
-    const std::uint8_t high = large[larges - 1];
-    thresholds[low] = static_cast<std::uint32_t>(std::min(scaled[low] * kTwoTo32 + 0.5, 4294967295.0));
-    aliases[low] = high;
-    scaled[high] -= 1.0 - scaled[low];
-    if (scaled[high] < 1.0) {
-      --larges;
-      small[smalls++] = high;
-    }
-  }
-  // Whatever is left is 1 up to rounding: it keeps kAlwaysKeep and itself as alias.
+  const double scale = kTwoTo32 / cumulative;
+  for (int i = 0; i + 1 < size; ++i)
+    thresholds[i] = static_cast<std::uint32_t>(std::min(masses[i] * scale, 4294967295.0));
   draw.size = size;
   thresholds_used_ += size;
 }
 
+void CountSampler::build_alias_tables() {
+  std::uint64_t* scaled = scaled_masses_.data();
+  for (const LevelDraw& draw : draws_) {
+    if (!draw.tabulated || draw.size == 1) continue;
+    std::uint32_t* thresholds = thresholds_.data() + draw.table;
+    std::uint8_t* aliases = aliases_.data() + draw.table;
+    const auto size = static_cast<std::uint64_t>(draw.size);
+    // Each count's mass in units of 2^-32 times the table size: a full bucket is 2^32. Integer
+    // arithmetic, so the alias table holds exactly the masses the cumulative table held.
+    std::uint64_t below = 0;
+    for (std::int32_t i = 0; i < draw.size; ++i) {
+      const std::uint64_t upto = i + 1 < draw.size ? thresholds[i] : kFullBucket;
+      scaled[i] = (upto - below) * size;
+      below = upto;
+    }
+    // Vose's construction.
+    std::uint8_t small[kMaxTable], large[kMaxTable];
+    int smalls = 0, larges = 0;
+    for (std::int32_t i = 0; i < draw.size; ++i) {
+      (scaled[i] < kFullBucket ? small[smalls++] : large[larges++]) = static_cast<std::uint8_t>(i);
+      thresholds[i] = kAlwaysKeep;
+      aliases[i] = static_cast<std::uint8_t>(i);
+    }
+    while (smalls > 0 && larges > 0) {
+      const std::uint8_t low = small[--smalls];
+      const std::uint8_t high = large[larges - 1];
+      thresholds[low] = static_cast<std::uint32_t>(scaled[low]);
+      aliases[low] = high;
+      scaled[high] -= kFullBucket - scaled[low];
+      if (scaled[high] < kFullBucket) {
+        --larges;
+        small[smalls++] = high;
+      }
+    }
+    // What is left holds exactly a full bucket: it keeps kAlwaysKeep and itself as alias.
+  }
+  alias_tables_ = true;
+}
+
 void CountSampler::prepare(std::int64_t tokens) {
-  if (tokens == prepared_tokens_) return;
   prepared_tokens_ = tokens;
+  alias_tables_ = false;
   thresholds_used_ = 0;
   const auto t = static_cast<double>(tokens);
   for (int level = 0; level < static_cast<int>(inclusion_.size()); ++level) {
@@ -164,9 +190,14 @@ void CountSampler::prepare(std::int64_t tokens) {
 
 void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by_popularity,
                           std::span<std::int32_t> counts) {
-  prepare(tokens);
+  if (tokens != prepared_tokens_) {
+    prepare(tokens);
+  } else if (!alias_tables_) {
+    build_alias_tables();
+  }
   const auto t = static_cast<double>(tokens);
   const int experts = this->experts();
+  const bool alias = alias_tables_;
   // 32 random bits per expert, drawn in one tight loop.
   for (auto& word : bits_)
     word = rng.next_u64();
@@ -178,13 +209,19 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
     const LevelDraw& draw = draws[position];
     double value;
     if (draw.tabulated) {
-      const std::uint64_t scaled = std::uint64_t{uniform} * static_cast<std::uint32_t>(draw.size);
-      const auto bucket = static_cast<std::uint32_t>(scaled >> 32);
-      const auto fraction = static_cast<std::uint32_t>(scaled);
-      // A mask, not a conditional: keeping the bucket is a coin flip for the branch predictor.
-      const auto keep = -static_cast<std::int32_t>(fraction < thresholds_[draw.table + bucket]);
-      const std::int32_t x =
-          (static_cast<std::int32_t>(bucket) & keep) | (aliases_[draw.table + bucket] & ~keep);
+      std::int32_t x = 0;
+      if (alias) {
+        const std::uint64_t scaled = std::uint64_t{uniform} * static_cast<std::uint32_t>(draw.size);
+        const auto bucket = static_cast<std::uint32_t>(scaled >> 32);
+        const auto fraction = static_cast<std::uint32_t>(scaled);
+        // A mask, not a conditional: keeping the bucket is a coin flip for the branch predictor.
+        const auto keep = -static_cast<std::int32_t>(fraction < thresholds_[draw.table + bucket]);
+        x = (static_cast<std::int32_t>(bucket) & keep) | (aliases_[draw.table + bucket] & ~keep);
+      } else {
+        const std::uint32_t* cumulative = thresholds_.data() + draw.table;
+        for (std::int32_t i = 0; i + 1 < draw.size; ++i)
+          x += static_cast<std::int32_t>(uniform >= cumulative[i]);
+      }
       value = draw.complement ? t - x : x;
       tabulated_total += value;
       tabulated_weighted += value * draw.inclusion;

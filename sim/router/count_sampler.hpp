@@ -36,7 +36,8 @@ namespace moesim {
 //  3. Systematic rounding with a random start turns the shifted values into integers with the exact
 //     sum, unbiased per expert; counts are kept in [0, T] (a rare overflow goes, one unit per expert,
 //     to experts with room from a random position).
-// The per-T tables are rebuilt only when T changes (every layer of a forward pass shares them).
+// The per-T tables are rebuilt only when T changes (every layer of a forward pass shares them), as
+// cumulative tables; a second call at the same T turns them into alias tables (faster draws).
 // sample() does not allocate.
 class CountSampler {
  public:
@@ -75,6 +76,7 @@ class CountSampler {
 
   void prepare(std::int64_t tokens);
   void tabulate(int level, std::int64_t tokens, double small_probability);
+  void build_alias_tables();
 
   int top_k_;
   std::vector<double> inclusion_;       // per level: distinct values, decreasing
@@ -93,15 +95,19 @@ class CountSampler {
   std::vector<Linear> add_weight_;         // per position, when the correction adds units
   std::vector<Linear> remove_weight_;      // per position, when it removes them
   std::vector<NormalDraw> normal_draws_;   // per level, used where not tabulated
-  std::vector<std::uint32_t> thresholds_;  // alias tables: 2^32 x P(a bucket keeps its own count)
-  std::vector<std::uint8_t> aliases_;      // alias tables: the count a bucket gives otherwise
+  // Per tabulated level: 2^32 x P(count <= i) for i < n - 1 (cumulative tables), or 2^32 x P(a bucket
+  // keeps its own count) (alias tables).
+  std::vector<std::uint32_t> thresholds_;
+  std::vector<std::uint8_t> aliases_;  // alias tables: the count a bucket gives otherwise
+  bool alias_tables_ = false;          // which of the two the tables are
   std::int32_t thresholds_used_ = 0;
   double normal_weight_total_ = 0;        // sum of the weights of the experts not tabulated
   double tabulated_inclusion_total_ = 0;  // sum of pi over the tabulated experts
   FastNormal normal_;
-  std::vector<std::uint64_t> bits_;  // one call's random bits, two experts per word
-  std::vector<double> values_;       // per position, one call's draws
-  std::vector<double> cumulative_;   // one table's cumulative masses while it is built
+  std::vector<std::uint64_t> bits_;           // one call's random bits, two experts per word
+  std::vector<double> values_;                // per position, one call's draws
+  std::vector<double> cumulative_;            // one table's cumulative masses while it is built
+  std::vector<std::uint64_t> scaled_masses_;  // one alias table's masses while it is built
 };
 
 }  // namespace moesim

@@ -202,3 +202,37 @@ TEST_CASE("per-expert counts keep the binomial variance of the exact model", "[r
     }
   }
 }
+
+TEST_CASE("tables used once per token count draw the same law as tables reused", "[router][fast]") {
+  // A different token count on every call keeps the sampler on its cumulative tables (inversion); the
+  // same count on every call moves it to alias tables from the second call on. Both must give each
+  // expert the mean T pi and the variance T pi (1 - pi) of the exact model. Zipf 1.0 over 256 experts
+  // at ~256 tokens: every expert's count is tabulated.
+  constexpr int kExperts = 256, kCalls = 4000;
+  for (const bool alternate : {true, false}) {
+    auto router = make_router(zipf(1.0), 1, kExperts, 8, 23);
+    const auto pi = router->inclusion_probabilities(0);
+    std::vector<double> deviation(kExperts), squares(kExperts);
+    std::vector<std::int32_t> counts(kExperts);
+    for (int call = 0; call < kCalls; ++call) {
+      const std::int64_t tokens = alternate ? 256 + call % 2 : 256;
+      router->sample_counts(0, tokens, counts);
+      for (int e = 0; e < kExperts; ++e) {
+        const double off = counts[e] - tokens * pi[e];
+        deviation[e] += off;
+        squares[e] += off * off / (tokens * pi[e] * (1 - pi[e]));
+      }
+    }
+    double variance_ratio = 0, worst_mean = 0;
+    for (int e = 0; e < kExperts; ++e) {
+      variance_ratio += squares[e] / kCalls / kExperts;
+      // The mean's deviation in standard errors of the mean.
+      worst_mean = std::max(worst_mean,
+                            std::abs(deviation[e] / kCalls) / std::sqrt(256 * pi[e] * (1 - pi[e]) / kCalls));
+    }
+    CAPTURE(alternate);
+    CHECK(variance_ratio == Approx(1.0).margin(4 * std::sqrt(2.0 / kCalls / kExperts)));
+    // The largest of 256 deviations of a standard normal stays below 4.5 (probability ~0.1 %).
+    CHECK(worst_mean < 4.5);
+  }
+}
