@@ -78,12 +78,15 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
   for (std::size_t e = 0; e < experts; ++e)
     load[e] += demand[e];
   std::int64_t* overflow = expert_overflow_.data() + expert_row;
-  std::int64_t overflow_sum = 0;
-  for (std::size_t e = 0; e < sample.expert_overflow.size(); ++e) {
-    overflow[e] += sample.expert_overflow[e];
-    overflow_sum += sample.expert_overflow[e];
-    layer.overflow_events += sample.expert_overflow[e] > 0 ? 1 : 0;
+  const std::int32_t* expert_overflow = sample.expert_overflow.data();
+  const std::size_t overflow_experts = sample.expert_overflow.size();
+  std::int64_t overflow_sum = 0, overflow_events = 0;
+  for (std::size_t e = 0; e < overflow_experts; ++e) {
+    overflow[e] += expert_overflow[e];
+    overflow_sum += expert_overflow[e];
+    overflow_events += expert_overflow[e] > 0 ? 1 : 0;
   }
+  layer.overflow_events += overflow_events;
   if (!class_names_.empty()) {
     // Each expert's share of the layer's drops, over its routed assignments.
     last_layer_ = sample.layer;
