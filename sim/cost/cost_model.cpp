@@ -283,28 +283,53 @@ void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, s
       rank_down += past_table(tokens, 1);
     }
   };
-  // Four ranks at a time: each rank's sums keep their order, and the four chains of additions overlap.
-  constexpr std::size_t kLanes = 4;
+  // Four ranks at a time, their sums in registers: each rank's additions keep their order, and the four
+  // chains overlap. A group with a count past the table goes rank by rank.
+  const auto add_ranks = [&](std::size_t first_rank, std::size_t end_rank) {
+    for (std::size_t rank = first_rank; rank < end_rank; ++rank) {
+      double rank_gate_up = 0, rank_down = 0;
+      for (std::size_t s = rank * slots_per_rank; s < (rank + 1) * slots_per_rank; ++s)
+        add_slot(slot_tokens[s], rank_gate_up, rank_down);
+      gate_up[rank] = rank_gate_up;
+      down[rank] = rank_down;
+    }
+  };
   std::size_t r = 0;
-  for (; r + kLanes <= ranks; r += kLanes) {
-    double lane_gate_up[kLanes] = {}, lane_down[kLanes] = {};
+  for (; r + 4 <= ranks; r += 4) {
     const std::int32_t* first = slot_tokens.data() + r * slots_per_rank;
+    bool in_table = true;
+    for (std::size_t s = 0; s < 4 * slots_per_rank; ++s)
+      in_table = in_table && static_cast<std::size_t>(first[s]) < rows;
+    if (!in_table) {
+      add_ranks(r, r + 4);
+      continue;
+    }
+    double gate_up_0 = 0, gate_up_1 = 0, gate_up_2 = 0, gate_up_3 = 0;
+    double down_0 = 0, down_1 = 0, down_2 = 0, down_3 = 0;
     for (std::size_t s = 0; s < slots_per_rank; ++s) {
-      for (std::size_t lane = 0; lane < kLanes; ++lane)
-        add_slot(first[lane * slots_per_rank + s], lane_gate_up[lane], lane_down[lane]);
+      const double* row_0 = table + static_cast<std::size_t>(first[s]) * kColumns;
+      const double* row_1 = table + static_cast<std::size_t>(first[slots_per_rank + s]) * kColumns;
+      const double* row_2 = table + static_cast<std::size_t>(first[2 * slots_per_rank + s]) * kColumns;
+      const double* row_3 = table + static_cast<std::size_t>(first[3 * slots_per_rank + s]) * kColumns;
+      gate_up_0 += row_0[0];
+      down_0 += row_0[1];
+      gate_up_1 += row_1[0];
+      down_1 += row_1[1];
+      gate_up_2 += row_2[0];
+      down_2 += row_2[1];
+      gate_up_3 += row_3[0];
+      down_3 += row_3[1];
     }
-    for (std::size_t lane = 0; lane < kLanes; ++lane) {
-      gate_up[r + lane] = lane_gate_up[lane];
-      down[r + lane] = lane_down[lane];
-    }
+    gate_up[r] = gate_up_0;
+    gate_up[r + 1] = gate_up_1;
+    gate_up[r + 2] = gate_up_2;
+    gate_up[r + 3] = gate_up_3;
+    down[r] = down_0;
+    down[r + 1] = down_1;
+    down[r + 2] = down_2;
+    down[r + 3] = down_3;
   }
-  for (; r < ranks; ++r) {
-    double rank_gate_up = 0, rank_down = 0;
-    for (std::size_t s = r * slots_per_rank; s < (r + 1) * slots_per_rank; ++s)
-      add_slot(slot_tokens[s], rank_gate_up, rank_down);
-    gate_up[r] = rank_gate_up;
-    down[r] = rank_down;
-  }
+  add_ranks(r, ranks);
   // grouped_kernels_seconds at sharpness 4. An idle kernel (no work) costs nothing: a bit mask, not a
   // conditional, drops it, since which ranks idle is a coin flip for the branch predictor.
   const double fixed_fourth = kernel_fixed_fourth_;
