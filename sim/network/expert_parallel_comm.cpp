@@ -24,16 +24,48 @@ double integer_power(double x, int n) {
   return result;
 }
 
-// x^n by the same multiplications as integer_power; for N > 0 the exponent is the constant N, so the
-// compiler unrolls them.
+// result x x^N by integer_power's multiplications, written out at compile time (straight-line code,
+// so that the loops calling it vectorise).
+template <int N>
+double times_power(double result, double x) {
+  if constexpr (N == 0) {
+    return result;
+  } else {
+    return times_power<(N >> 1)>((N & 1) != 0 ? result * x : result, x * x);
+  }
+}
+
+// x^n by the same multiplications as integer_power; for N > 0 the exponent is the constant N.
 template <int N>
 double power_of(double x, int n) {
   if constexpr (N == 0) {
     return integer_power(x, n);
   } else {
-    return integer_power(x, N);
+    return times_power<N>(1.0, x);
   }
 }
+
+// Stores what summarise_ranks reads of one rank, from its port loads in the dispatch direction: the
+// seconds of its busiest port in each phase (the combine swaps every port's directions) and the bytes it
+// sends.
+struct RankRecorder {
+  const double* up_out_cost;
+  const double* up_in_cost;
+  const double* net_out_cost;
+  const double* net_in_cost;
+  double* dispatch;
+  double* combine;
+  double* bytes;
+
+  void operator()(int rank, double up_out, double up_in, double net_out, double net_in) const {
+    // Pairwise, so that a rank's four ports form a short chain.
+    dispatch[rank] = std::max(std::max(up_out * up_out_cost[rank], up_in * up_in_cost[rank]),
+                              std::max(net_out * net_out_cost[rank], net_in * net_in_cost[rank]));
+    combine[rank] = std::max(std::max(up_in * up_out_cost[rank], up_out * up_in_cost[rank]),
+                             std::max(net_in * net_out_cost[rank], net_out * net_in_cost[rank]));
+    bytes[rank] = up_out + net_out;
+  }
+};
 
 }  // namespace
 
@@ -62,8 +94,10 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
   // time, while no load costs 0 (0 x infinity would be NaN).
   auto reciprocal = [](double rate) { return rate > 0 ? 1.0 / rate : std::numeric_limits<double>::max(); };
   for (const auto& rate : rates_) {
-    costs_.push_back({reciprocal(rate.scale_up_out), reciprocal(rate.scale_up_in),
-                      reciprocal(rate.scale_out_out), reciprocal(rate.scale_out_in)});
+    costs_.scale_up_out.push_back(reciprocal(rate.scale_up_out));
+    costs_.scale_up_in.push_back(reciprocal(rate.scale_up_in));
+    costs_.scale_out_out.push_back(reciprocal(rate.scale_out_out));
+    costs_.scale_out_in.push_back(reciprocal(rate.scale_out_in));
   }
   // Routes are looked up once here (which also rejects RDMA-only on a cluster without NICs).
   for (int src = 0; src < ranks; ++src) {
@@ -110,10 +144,10 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
   rank_reach_.resize(static_cast<std::size_t>(layout_.rank_count()));
   node_active_ranks_.resize(layout_.node_count());
   position_tokens_.resize(layout_.ranks_per_node());
-  scale_up_out_.resize(ranks);
-  scale_up_in_.resize(ranks);
-  scale_out_out_.resize(ranks);
-  scale_out_in_.resize(ranks);
+  rank_dispatch_.resize(ranks);
+  rank_combine_.resize(ranks);
+  rank_bytes_.resize(ranks);
+  rank_peers_.resize(ranks);
 }
 
 void ExpertParallelComm::update_sources(std::span<const double> tokens_from_rank) const {
@@ -135,42 +169,75 @@ void ExpertParallelComm::update_sources(std::span<const double> tokens_from_rank
   }
 }
 
+template <typename T>
+void ExpertParallelComm::add_by_node(const T* values, T* node_sums) const {
+  // Four nodes at a time, position by position: each node adds its ranks in rank order, as one pass
+  // over the ranks would, and the four sums are independent of each other, so their additions overlap.
+  const int nodes = layout_.node_count();
+  const int per_node = layout_.ranks_per_node();
+  int node = 0;
+  for (; node + 4 <= nodes; node += 4) {
+    T sums[4];
+    for (int lane = 0; lane < 4; ++lane)
+      sums[lane] = node_sums[node + lane];
+    for (int position = 0; position < per_node; ++position) {
+      for (int lane = 0; lane < 4; ++lane)
+        sums[lane] += values[layout_.rank_at(node + lane, position)];
+    }
+    for (int lane = 0; lane < 4; ++lane)
+      node_sums[node + lane] = sums[lane];
+  }
+  for (; node < nodes; ++node) {
+    T sum = node_sums[node];
+    for (int position = 0; position < per_node; ++position)
+      sum += values[layout_.rank_at(node, position)];
+    node_sums[node] = sum;
+  }
+}
+
 template <int N>
 void ExpertParallelComm::compute_rank_reach(int top_k, bool node_limited) const {
   const double* share = rank_share_.data();
   double* reach = rank_reach_.data();
   for (const NodeRun& run : runs_) {
     const double selected = node_limited ? node_selected_[run.node] : 1.0;
-    double unique = 0;
     if (selected > 0) {
       const double inverse = 1.0 / selected;
-      for (int r = run.first; r < run.end; ++r) {
+      for (int r = run.first; r < run.end; ++r)
         reach[r] = selected * (1 - power_of<N>(1 - share[r] * inverse, top_k));
-        unique += reach[r];
-      }
     } else {
       std::fill(reach + run.first, reach + run.end, 0.0);
     }
-    node_unique_[run.node] += unique;
   }
+  add_by_node(reach, node_unique_.data());
 }
 
-void ExpertParallelComm::summarise_loads() const {
-  double dispatch = 0, combine = 0, bytes = 0;
-  for (int rank = 0; rank < layout_.rank_count(); ++rank) {
-    const PortCosts& cost = costs_[rank];
-    const double up_out = scale_up_out_[rank];
-    const double up_in = scale_up_in_[rank];
-    const double net_out = scale_out_out_[rank];
-    const double net_in = scale_out_in_[rank];
-    dispatch = std::max({dispatch, up_out * cost.scale_up_out, up_in * cost.scale_up_in,
-                         net_out * cost.scale_out_out, net_in * cost.scale_out_in});
-    combine = std::max({combine, up_in * cost.scale_up_out, up_out * cost.scale_up_in,
-                        net_in * cost.scale_out_out, net_out * cost.scale_out_in});
-    bytes += up_out + net_out;
+void ExpertParallelComm::summarise_ranks() const {
+  const int ranks = layout_.rank_count();
+  // Maxima in four lanes (the order does not change a maximum); the bytes in rank order.
+  double dispatch[4] = {0, 0, 0, 0}, combine[4] = {0, 0, 0, 0}, peers[4] = {0, 0, 0, 0};
+  int next = 0;
+  for (; next + 4 <= ranks; next += 4) {
+    for (int lane = 0; lane < 4; ++lane) {
+      dispatch[lane] = std::max(dispatch[lane], rank_dispatch_[next + lane]);
+      combine[lane] = std::max(combine[lane], rank_combine_[next + lane]);
+      peers[lane] = std::max(peers[lane], rank_peers_[next + lane]);
+    }
   }
-  dispatch_transfer_ = dispatch;
-  combine_transfer_ = combine;
+  for (; next < ranks; ++next) {
+    dispatch[0] = std::max(dispatch[0], rank_dispatch_[next]);
+    combine[0] = std::max(combine[0], rank_combine_[next]);
+    peers[0] = std::max(peers[0], rank_peers_[next]);
+  }
+  double bytes = 0;
+  for (int rank = 0; rank < ranks; ++rank)
+    bytes += rank_bytes_[rank];
+  auto largest = [](const double(&lanes)[4]) {
+    return std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+  };
+  dispatch_transfer_ = largest(dispatch);
+  combine_transfer_ = largest(combine);
+  most_peers_ = static_cast<int>(largest(peers));
   load_bytes_ = bytes;
 }
 
@@ -204,51 +271,55 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
   const double k = traffic.top_k;
   const double payload = traffic.bytes_per_token;
   const double* tokens_from = traffic.tokens_from_rank.data();
-  const int* node_of = node_of_rank_.data();
   double* share = rank_share_.data();
+  int* rank_active = rank_active_.data();
   const double inverse_assignments = 1.0 / all_assignments;
-  for (int r = 0; r < ranks; ++r)
+  int active_ranks = 0;
+  for (int r = 0; r < ranks; ++r) {
     share[r] = assigned[r] * inverse_assignments;
+    rank_active[r] = static_cast<int>(share[r] > 0);
+    active_ranks += rank_active[r];
+  }
   std::fill(node_share_.begin(), node_share_.end(), 0.0);
   std::fill(node_active_ranks_.begin(), node_active_ranks_.end(), 0);
-  int active_ranks = 0;
-  for (const NodeRun& run : runs_) {
-    double node_share = node_share_[run.node];
-    int active = 0;
-    for (int r = run.first; r < run.end; ++r) {
-      node_share += share[r];
-      rank_active_[r] = static_cast<int>(share[r] > 0);
-      active += rank_active_[r];
-    }
-    node_share_[run.node] = node_share;
-    node_active_ranks_[run.node] += active;
-    active_ranks += active;
-  }
+  add_by_node(share, node_share_.data());
+  add_by_node(rank_active, node_active_ranks_.data());
+  const double* sends = sends_.data();
+  const RankRecorder record_rank{costs_.scale_up_out.data(),  costs_.scale_up_in.data(),
+                                 costs_.scale_out_out.data(), costs_.scale_out_in.data(),
+                                 rank_dispatch_.data(),       rank_combine_.data(),
+                                 rank_bytes_.data()};
+  double* peers = rank_peers_.data();
+  int same_node = 0, cross_node = 0;
 
   if (transport_ == EpTransport::low_latency) {
-    for (int rank = 0; rank < ranks; ++rank) {
-      const int node = node_of[rank];
-      const double tokens = tokens_from[rank];
-      const double own_share = share[rank];
-      const double sent = k * tokens * payload;
-      const double same_node_out = sent * (node_share_[node] - own_share);
-      const double cross_node_out = sent * (1 - node_share_[node]);
-      any_same_node_ = any_same_node_ || same_node_out > 0;
-      any_cross_node_ = any_cross_node_ || cross_node_out > 0;
-      if (rdma_only_) {
-        scale_up_out_[rank] = 0;
-        scale_up_in_[rank] = 0;
-        scale_out_out_[rank] = sent * (1 - own_share);
-        scale_out_in_[rank] = k * payload * own_share * (all_tokens - tokens);
-      } else {
-        scale_up_out_[rank] = same_node_out;
-        scale_up_in_[rank] = k * payload * own_share * (node_tokens_[node] - tokens);
-        scale_out_out_[rank] = cross_node_out;
-        scale_out_in_[rank] = k * payload * own_share * (all_tokens - node_tokens_[node]);
+    const bool rdma_only = rdma_only_;
+    for (const NodeRun& run : runs_) {
+      const double node_share = node_share_[run.node];
+      const double node_tokens = node_tokens_[run.node];
+      // Every array written here is scratch of its own, read by no other rank's iteration.
+#pragma GCC ivdep
+      for (int r = run.first; r < run.end; ++r) {
+        const double tokens = tokens_from[r];
+        const double own_share = share[r];
+        const double sent = k * tokens * payload;
+        const double same_node_out = sent * (node_share - own_share);
+        const double cross_node_out = sent * (1 - node_share);
+        same_node |= static_cast<int>(same_node_out > 0);
+        cross_node |= static_cast<int>(cross_node_out > 0);
+        if (rdma_only) {
+          record_rank(r, 0, 0, sent * (1 - own_share), k * payload * own_share * (all_tokens - tokens));
+        } else {
+          record_rank(r, same_node_out, k * payload * own_share * (node_tokens - tokens), cross_node_out,
+                      k * payload * own_share * (all_tokens - node_tokens));
+        }
+        // Only ranks with tokens of their own send (sends_ is 1 for them, else 0).
+        peers[r] = sends[r] * (active_ranks - rank_active[r]);
       }
-      if (tokens > 0) most_peers_ = std::max(most_peers_, active_ranks - (own_share > 0 ? 1 : 0));
     }
-    summarise_loads();
+    summarise_ranks();
+    any_same_node_ = same_node != 0;
+    any_cross_node_ = cross_node != 0;
     return true;
   }
 
@@ -293,50 +364,31 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
   const double* reach = rank_reach_.data();
   const double* rail_tokens = rail_tokens_.data();
   const double* relayed_tokens = relayed_tokens_.data();
-  const double* sends = sends_.data();
   const double* forwards = forwards_.data();
-  const PortCosts* costs = costs_.data();
-  double* up_out = scale_up_out_.data();
-  double* up_in = scale_up_in_.data();
-  double* net_out = scale_out_out_.data();
-  double* net_in = scale_out_in_.data();
-  double dispatch = 0, combine = 0, bytes = 0, most_peers = 0;
-  int same_node = 0, cross_node = 0;
-  // One pass: the port loads, and from them both phases' busiest port, the bytes and the peers.
   for (const NodeRun& run : runs_) {
     const double node_reach = node_reach_[run.node];
     const double other_nodes_reach = reach_sum - node_reach;
     const double unique = node_unique_[run.node];
     const double active = node_active_ranks_[run.node];
     const double remote_peers = nodes_reached - (node_reach > 0 ? 1 : 0);
+    // Every array written here is scratch of its own, read by no other rank's iteration.
+#pragma GCC ivdep
     for (int r = run.first; r < run.end; ++r) {
       const double rank_net_out = tokens_from[r] * payload * other_nodes_reach;
       const double rank_net_in = payload * node_reach * relayed_tokens[r];
       const double rank_up_out = payload * rail_tokens[r] * (unique - reach[r]);
       const double rank_up_in = payload * reach[r] * (all_tokens - rail_tokens[r]);
-      net_out[r] = rank_net_out;
-      net_in[r] = rank_net_in;
-      up_out[r] = rank_up_out;
-      up_in[r] = rank_up_in;
-      const PortCosts& cost = costs[r];
-      dispatch = std::max({dispatch, rank_up_out * cost.scale_up_out, rank_up_in * cost.scale_up_in,
-                           rank_net_out * cost.scale_out_out, rank_net_in * cost.scale_out_in});
-      combine = std::max({combine, rank_up_in * cost.scale_up_out, rank_up_out * cost.scale_up_in,
-                          rank_net_in * cost.scale_out_out, rank_net_out * cost.scale_out_in});
-      bytes += rank_up_out + rank_net_out;
+      record_rank(r, rank_up_out, rank_up_in, rank_net_out, rank_net_in);
       same_node |= static_cast<int>(rank_up_out > 0);
       cross_node |= static_cast<int>(rank_net_out > 0);
-      // From the stored flag rather than a comparison, which the compiler turns into a branch that
+      // From the stored flags rather than comparisons, which the compiler turns into branches that
       // routing makes unpredictable.
-      most_peers = std::max(most_peers, forwards[r] * (active - rank_active_[r]) + sends[r] * remote_peers);
+      peers[r] = forwards[r] * (active - rank_active[r]) + sends[r] * remote_peers;
     }
   }
-  dispatch_transfer_ = dispatch;
-  combine_transfer_ = combine;
-  load_bytes_ = bytes;
+  summarise_ranks();
   any_same_node_ = same_node != 0;
   any_cross_node_ = cross_node != 0;
-  most_peers_ = static_cast<int>(most_peers);
   return true;
 }
 

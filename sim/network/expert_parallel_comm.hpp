@@ -70,24 +70,29 @@ class ExpertParallelComm {
     double scale_out_out = 0;
     double scale_out_in = 0;
   };
-  // Seconds per byte of each port (the reciprocals of PortRates; the largest double for a missing port).
+  // Seconds per byte of each port by rank (the reciprocals of PortRates; the largest double for a missing
+  // port), one array per port so that the per-rank loops vectorise.
   struct PortCosts {
-    double scale_up_out = 0;
-    double scale_up_in = 0;
-    double scale_out_out = 0;
-    double scale_out_in = 0;
+    std::vector<double> scale_up_out;
+    std::vector<double> scale_up_in;
+    std::vector<double> scale_out_out;
+    std::vector<double> scale_out_in;
   };
-  // Fills the per-rank port loads; returns false when nothing moves.
+  // Fills both phases' busiest port, the bytes and the most peers from the per-rank port loads; returns
+  // false when nothing moves.
   bool compute_loads(const EpTraffic& traffic) const;
   // The facts that depend only on where tokens come from: every MoE layer of a step shares them, so
   // they are recomputed only when tokens_from_rank changes.
   void update_sources(std::span<const double> tokens_from_rank) const;
+  // Adds each rank's value to its node's entry of node_sums, every node's ranks in rank order.
+  template <typename T>
+  void add_by_node(const T* values, T* node_sums) const;
   // rank_reach_[r] = s (1 - (1 - rank_share_[r] / s)^top_k), s the rank's node_selected_ (1 without a
   // node limit), and their sums into node_unique_ (zeroed by the caller); N = top_k, or 0 for any.
   template <int N>
   void compute_rank_reach(int top_k, bool node_limited) const;
-  // The busiest port of each phase and the bytes, from the per-rank loads.
-  void summarise_loads() const;
+  // The busiest port of each phase, the bytes and the most peers over the ranks recorded.
+  void summarise_ranks() const;
   double phase_seconds(const EpTraffic& traffic, bool reverse) const;
   double phase_from_loads(bool reverse, double payload_scale) const;
   // The phase's time from its busiest port's seconds at payload scale 1.
@@ -98,7 +103,7 @@ class ExpertParallelComm {
   EpTransport transport_;
   bool rdma_only_;
   std::vector<PortRates> rates_;
-  std::vector<PortCosts> costs_;
+  PortCosts costs_;
   double same_node_latency_ = 0;   // longest path latency between two ranks of one node
   double cross_node_latency_ = 0;  // longest between ranks of different nodes
   double rail_latency_ = 0;        // longest from a rank to its forwarder on another node
@@ -133,13 +138,13 @@ class ExpertParallelComm {
   mutable std::vector<int> node_active_ranks_;   // ranks of the node with p_d > 0
   mutable std::vector<int> rank_active_;         // 1 where p_d > 0, else 0
   mutable std::vector<double> position_tokens_;  // Rt_q: tokens originating at position q over all nodes
-  mutable std::vector<double> scale_up_out_;
-  mutable std::vector<double> scale_up_in_;
-  mutable std::vector<double> scale_out_out_;
-  mutable std::vector<double> scale_out_in_;
-  mutable double dispatch_transfer_ = 0;  // seconds of the busiest port at the dispatch payload
-  mutable double combine_transfer_ = 0;   // the same with every port's directions swapped
-  mutable double load_bytes_ = 0;         // bytes leaving GPUs in one phase at the dispatch payload
+  mutable std::vector<double> rank_dispatch_;    // per rank: seconds of its busiest port in the dispatch
+  mutable std::vector<double> rank_combine_;     // the same with its ports' directions swapped
+  mutable std::vector<double> rank_bytes_;       // bytes leaving it
+  mutable std::vector<double> rank_peers_;       // peers it sends to
+  mutable double dispatch_transfer_ = 0;         // seconds of the busiest port at the dispatch payload
+  mutable double combine_transfer_ = 0;          // the same with every port's directions swapped
+  mutable double load_bytes_ = 0;                // bytes leaving GPUs in one phase at the dispatch payload
   mutable int most_peers_ = 0;
   mutable bool any_same_node_ = false;
   mutable bool any_cross_node_ = false;

@@ -68,51 +68,68 @@ std::vector<double> transposed(const std::vector<double>& matrix, int ranks) {
   return out;
 }
 
+// Uneven sources and destinations over the group's ranks, one hot destination, top-8 routing.
+struct UnevenTraffic {
+  std::vector<double> tokens, assignments;
+
+  explicit UnevenTraffic(int ranks) : tokens(ranks), assignments(ranks) {
+    for (int r = 0; r < ranks; ++r) {
+      tokens[r] = 100 + 37 * (r % 5);
+      assignments[r] = 50 + 13 * ((r * 7) % 11) + (r == 9 ? 900 : 0);
+    }
+    const double total_tokens = std::accumulate(tokens.begin(), tokens.end(), 0.0);
+    const double total_assignments = std::accumulate(assignments.begin(), assignments.end(), 0.0);
+    for (auto& a : assignments)
+      a *= 8 * total_tokens / total_assignments;
+  }
+};
+
+// The fast estimate against all_to_all_time on the proportional matrix of UnevenTraffic.
+void check_against_matrix(const ClusterGraph& graph, const std::vector<int>& gpus, EpTransport transport,
+                          bool over_nvlink) {
+  const int ranks = static_cast<int>(gpus.size());
+  const UnevenTraffic uneven(ranks);
+  const EpTraffic traffic{uneven.tokens, uneven.assignments, 8, 7392};
+  NetworkParams params;
+  params.ep_transport = transport;
+  params.low_latency_over_nvlink = over_nvlink;
+  const ExpertParallelComm comm(graph, gpus, params);
+  const auto matrix =
+      proportional_matrix(comm.layout(), uneven.tokens, uneven.assignments, 8, 7392, transport);
+  const auto policy = path_policy(transport, params);
+  const double exact_dispatch = all_to_all_time(graph, gpus, matrix, params, policy);
+  const double exact_combine = all_to_all_time(graph, gpus, transposed(matrix, ranks), params, policy);
+  CHECK(comm.dispatch_seconds(traffic) == Approx(exact_dispatch).epsilon(1e-9));
+  CHECK(comm.combine_seconds(traffic) == Approx(exact_combine).epsilon(1e-9));
+  double off_diagonal = 0;
+  for (int s = 0; s < ranks; ++s) {
+    for (int d = 0; d < ranks; ++d)
+      off_diagonal += s == d ? 0 : matrix[s * ranks + d];
+  }
+  CHECK(comm.bytes(traffic) == Approx(off_diagonal).epsilon(1e-9));
+}
+
 }  // namespace
 
 TEST_CASE("the fast EP estimate equals the exact matrix form for proportional traffic", "[network][ep]") {
   const ClusterGraph graph(load_cluster(kClusters + "h800-8x4.json"));
-  // Uneven sources and destinations: 32 ranks on 4 nodes, one hot destination.
-  std::vector<double> tokens(32), assignments(32);
-  for (int r = 0; r < 32; ++r) {
-    tokens[r] = 100 + 37 * (r % 5);
-    assignments[r] = 50 + 13 * ((r * 7) % 11) + (r == 9 ? 900 : 0);
+  // 32 ranks on 4 nodes.
+  SECTION("low latency, NVLink inside nodes") {
+    check_against_matrix(graph, first_gpus(32), EpTransport::low_latency, true);
   }
-  const double total_tokens = std::accumulate(tokens.begin(), tokens.end(), 0.0);
-  const double total_assignments = std::accumulate(assignments.begin(), assignments.end(), 0.0);
-  for (auto& a : assignments)
-    a *= 8 * total_tokens / total_assignments;
-  const EpTraffic traffic{tokens, assignments, 8, 7392};
-
-  struct Case {
-    const char* name;
-    EpTransport transport;
-    bool over_nvlink;
-    std::vector<int> gpus;
-  };
-  const std::vector<Case> cases{
-      {"low latency, NVLink inside nodes", EpTransport::low_latency, true, first_gpus(32)},
-      {"low latency, RDMA only", EpTransport::low_latency, false, first_gpus(32)},
-      {"high throughput", EpTransport::high_throughput, true, first_gpus(32)},
-  };
-  for (const auto& c : cases) {
-    SECTION(c.name) {
-      NetworkParams params;
-      params.ep_transport = c.transport;
-      params.low_latency_over_nvlink = c.over_nvlink;
-      const ExpertParallelComm comm(graph, c.gpus, params);
-      const auto matrix = proportional_matrix(comm.layout(), tokens, assignments, 8, 7392, c.transport);
-      const auto policy = path_policy(c.transport, params);
-      const double exact_dispatch = all_to_all_time(graph, c.gpus, matrix, params, policy);
-      const double exact_combine = all_to_all_time(graph, c.gpus, transposed(matrix, 32), params, policy);
-      CHECK(comm.dispatch_seconds(traffic) == Approx(exact_dispatch).epsilon(1e-9));
-      CHECK(comm.combine_seconds(traffic) == Approx(exact_combine).epsilon(1e-9));
-      double off_diagonal = 0;
-      for (int s = 0; s < 32; ++s) {
-        for (int d = 0; d < 32; ++d)
-          off_diagonal += s == d ? 0 : matrix[s * 32 + d];
-      }
-      CHECK(comm.bytes(traffic) == Approx(off_diagonal).epsilon(1e-9));
+  SECTION("low latency, RDMA only") {
+    check_against_matrix(graph, first_gpus(32), EpTransport::low_latency, false);
+  }
+  SECTION("high throughput") {
+    check_against_matrix(graph, first_gpus(32), EpTransport::high_throughput, true);
+  }
+  // Per-node sums go four nodes at a time; 3 and 7 nodes leave a remainder.
+  const ClusterGraph wide(load_cluster(kClusters + "h800-8x18.json"));
+  for (const int nodes : {3, 7}) {
+    for (const auto transport : {EpTransport::low_latency, EpTransport::high_throughput}) {
+      INFO(nodes << " nodes, "
+                 << (transport == EpTransport::low_latency ? "low latency" : "high throughput"));
+      check_against_matrix(wide, first_gpus(8 * nodes), transport, true);
     }
   }
 }
