@@ -105,6 +105,41 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
   return evaluate(0, tokens, counts);
 }
 
+void MoeLayerEvaluator::split_over_replicas(std::span<const int> slots, std::int32_t kept,
+                                            std::int32_t* kept_per_slot) {
+  const auto replicas = static_cast<std::int32_t>(slots.size());
+  const std::int32_t share = kept / replicas;
+  const std::int32_t remainder = kept % replicas;
+  for (std::int32_t i = 0; i < replicas; ++i)
+    kept_per_slot[slots[i]] = share + (i < remainder ? 1 : 0);
+}
+
+template <int SlotsPerRank>
+std::int64_t MoeLayerEvaluator::sum_ranks(int ranks, int slots_per_rank) {
+  // A compile-time slot count (SlotsPerRank > 0) unrolls the inner loop, and the ranks' loop vectorises.
+  const int slots = SlotsPerRank > 0 ? SlotsPerRank : slots_per_rank;
+  const std::int32_t* kept_per_slot = result_.kept_per_slot.data();
+  std::int64_t* kept_per_rank = result_.kept_per_rank.data();
+  std::int32_t* active_per_rank = result_.active_experts_per_rank.data();
+  std::int32_t* largest_per_rank = result_.max_expert_load_per_rank.data();
+  std::int64_t kept_total = 0;
+  for (int rank = 0; rank < ranks; ++rank) {
+    const std::int32_t* loads = kept_per_slot + static_cast<std::ptrdiff_t>(rank) * slots;
+    std::int64_t rank_load = 0;
+    std::int32_t active = 0, largest = 0;
+    for (int slot = 0; slot < slots; ++slot) {
+      rank_load += loads[slot];
+      active += static_cast<std::int32_t>(loads[slot] > 0);
+      largest = std::max(largest, loads[slot]);
+    }
+    kept_per_rank[rank] = rank_load;
+    active_per_rank[rank] = active;
+    largest_per_rank[rank] = largest;
+    kept_total += rank_load;
+  }
+  return kept_total;
+}
+
 const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens,
                                                   std::span<const std::int32_t> counts,
                                                   std::span<const double> next_choice) {
@@ -169,12 +204,8 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
       assignments += routed[e];
       expert_max = std::max(expert_max, routed[e]);
     }
-    for (const int e : replicated_[table]) {
-      const auto slots = placement_.expert_slots(layer, e);
-      const auto replicas = static_cast<std::int32_t>(slots.size());
-      for (std::int32_t i = 0; i < replicas; ++i)
-        kept_per_slot[slots[i]] = routed[e] / replicas + (i < routed[e] % replicas ? 1 : 0);
-    }
+    for (const int e : replicated_[table])
+      split_over_replicas(placement_.expert_slots(layer, e), routed[e], kept_per_slot);
   } else if (direct) {
     // One pass: every expert owns one slot.
     for (int e = 0; e < experts; ++e) {
@@ -212,10 +243,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
       kept_per_slot[only_slot[e]] = kept;
       continue;
     }
-    const auto slots = placement_.expert_slots(layer, e);
-    const auto replicas = static_cast<std::int32_t>(slots.size());
-    for (std::int32_t i = 0; i < replicas; ++i)
-      kept_per_slot[slots[i]] = kept / replicas + (i < kept % replicas ? 1 : 0);
+    split_over_replicas(placement_.expert_slots(layer, e), kept, kept_per_slot);
   }
   if (rank_cap) {
     apply_rank_capacity();
@@ -225,33 +253,34 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
   // Only a rank capacity changes the slots after kept_per_expert was set: then it is summed back.
   const bool resum_experts = rank_cap;
   if (resum_experts) std::fill(r.kept_per_expert.begin(), r.kept_per_expert.end(), 0);
-  std::int64_t kept_total = 0;
-  // Slots are numbered rank by rank, so each rank's sums stay in registers.
+  // Slots are numbered rank by rank.
   const int slots_per_rank = placement_.slots_per_rank();
   const int ranks = placement_.ranks();
-  std::int64_t* kept_per_rank = r.kept_per_rank.data();
-  std::int32_t* active_per_rank = r.active_experts_per_rank.data();
-  std::int32_t* largest_per_rank = r.max_expert_load_per_rank.data();
-  std::int64_t straggler_load = -1;
-  int straggler = 0;
-  for (int rank = 0, slot = 0; rank < ranks; ++rank) {
-    std::int64_t rank_load = 0;
-    std::int32_t active = 0, largest = 0;
-    for (const int end = slot + slots_per_rank; slot < end; ++slot) {
-      const std::int32_t load = kept_per_slot[slot];
-      rank_load += load;
-      active += static_cast<std::int32_t>(load > 0);
-      largest = std::max(largest, load);
-    }
-    kept_per_rank[rank] = rank_load;
-    active_per_rank[rank] = active;
-    largest_per_rank[rank] = largest;
-    kept_total += rank_load;
-    if (rank_load > straggler_load) {
-      straggler_load = rank_load;
-      straggler = rank;
-    }
+  std::int64_t kept_total = 0;
+  switch (slots_per_rank) {
+    case 1:
+      kept_total = sum_ranks<1>(ranks, slots_per_rank);
+      break;
+    case 2:
+      kept_total = sum_ranks<2>(ranks, slots_per_rank);
+      break;
+    case 3:
+      kept_total = sum_ranks<3>(ranks, slots_per_rank);
+      break;
+    case 4:
+      kept_total = sum_ranks<4>(ranks, slots_per_rank);
+      break;
+    default:
+      kept_total = sum_ranks<0>(ranks, slots_per_rank);
+      break;
   }
+  // The straggler is the first rank with the most kept assignments.
+  const std::int64_t* kept_per_rank = r.kept_per_rank.data();
+  std::int64_t straggler_load = 0;
+  for (int rank = 0; rank < ranks; ++rank)
+    straggler_load = std::max(straggler_load, kept_per_rank[rank]);
+  const int straggler =
+      static_cast<int>(std::find(kept_per_rank, kept_per_rank + ranks, straggler_load) - kept_per_rank);
   if (resum_experts) {
     for (int slot = 0; slot < placement_.slots(); ++slot)
       kept_per_expert[slot_expert[slot]] += kept_per_slot[slot];

@@ -73,6 +73,11 @@ class MoeLayerEvaluator {
 
  private:
   void apply_rank_capacity();
+  // Kept loads per rank, active slots and largest slot load from kept_per_slot; returns their sum.
+  template <int SlotsPerRank>
+  std::int64_t sum_ranks(int ranks, int slots_per_rank);
+  // An expert's kept assignments over its slots: even, the first slots taking the remainder.
+  static void split_over_replicas(std::span<const int> slots, std::int32_t kept, std::int32_t* kept_per_slot);
   void reroute_to_experts(std::int64_t tokens, std::span<const double> next_choice);
   void reroute_to_ranks(int layer, std::span<const double> next_choice);
 
