@@ -198,14 +198,22 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
   const auto t = static_cast<double>(tokens);
   const int experts = this->experts();
   const bool alias = alias_tables_;
-  // 32 random bits per expert, drawn in one tight loop.
+  // 32 random bits per expert, drawn in one tight loop; a local copy keeps the generator's state in
+  // registers across the stores.
+  Rng bits_rng = rng;
   for (auto& word : bits_)
-    word = rng.next_u64();
+    word = bits_rng.next_u64();
+  rng = bits_rng;
   double total = 0, tabulated_total = 0, tabulated_weighted = 0;
+  // Locals, not members, in the loop: the stores to values could otherwise alias them.
   const LevelDraw* draws = position_draws_.data();
+  const NormalDraw* normal_draws = normal_draws_.data();
+  const std::uint64_t* bits = bits_.data();
+  const std::uint32_t* all_thresholds = thresholds_.data();
+  const std::uint8_t* all_aliases = aliases_.data();
   double* values = values_.data();
   for (int position = 0; position < experts; ++position) {
-    const auto uniform = static_cast<std::uint32_t>(bits_[position >> 1] >> ((position & 1) * 32));
+    const auto uniform = static_cast<std::uint32_t>(bits[position >> 1] >> ((position & 1) * 32));
     const LevelDraw& draw = draws[position];
     double value;
     if (draw.tabulated) {
@@ -215,10 +223,10 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
         const auto bucket = static_cast<std::uint32_t>(scaled >> 32);
         const auto fraction = static_cast<std::uint32_t>(scaled);
         // A mask, not a conditional: keeping the bucket is a coin flip for the branch predictor.
-        const auto keep = -static_cast<std::int32_t>(fraction < thresholds_[draw.table + bucket]);
-        x = (static_cast<std::int32_t>(bucket) & keep) | (aliases_[draw.table + bucket] & ~keep);
+        const auto keep = -static_cast<std::int32_t>(fraction < all_thresholds[draw.table + bucket]);
+        x = (static_cast<std::int32_t>(bucket) & keep) | (all_aliases[draw.table + bucket] & ~keep);
       } else {
-        const std::uint32_t* cumulative = thresholds_.data() + draw.table;
+        const std::uint32_t* cumulative = all_thresholds + draw.table;
         for (std::int32_t i = 0; i + 1 < draw.size; ++i)
           x += static_cast<std::int32_t>(uniform >= cumulative[i]);
       }
@@ -226,7 +234,7 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
       tabulated_total += value;
       tabulated_weighted += value * draw.inclusion;
     } else {
-      const NormalDraw& normal = normal_draws_[draw.level];
+      const NormalDraw& normal = normal_draws[draw.level];
       const double z = normal_(uniform, rng);
       value = normal.mean + z * (normal.linear + z * (normal.quadratic + z * normal.cubic));
     }
@@ -250,8 +258,8 @@ void CountSampler::sample(Rng& rng, std::int64_t tokens, std::span<const int> by
   std::int64_t assigned = 0;
   for (int position = 0; position < experts; ++position) {
     cumulative += values[position];
-    auto reached = static_cast<double>(static_cast<std::int64_t>(cumulative));
-    if (reached > cumulative) reached -= 1.0;
+    // One instruction with SSE4.1 (x86-64-v3), a library call on older instruction sets.
+    const double reached = std::floor(cumulative);
     const auto count = static_cast<std::int32_t>(std::clamp(reached - taken, 0.0, t));
     taken = reached;
     counts[by_popularity[position]] = count;
