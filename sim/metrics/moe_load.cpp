@@ -101,10 +101,12 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
   const std::size_t ranks = sample.rank_assignments.size();
   std::int64_t* rank_tokens = rank_tokens_.data();
   double* rank_busy = rank_busy_s_.data();
+  const std::int32_t* assignments = sample.rank_assignments.data();
+  const double* busy = sample.rank_busy_s.data();
   for (std::size_t r = 0; r < ranks; ++r) {
-    rank_tokens[r] += sample.rank_assignments[r];
-    rank_busy[r] += sample.rank_busy_s[r];
-    busy_sum += sample.rank_busy_s[r];
+    rank_tokens[r] += assignments[r];
+    rank_busy[r] += busy[r];
+    busy_sum += busy[r];
   }
   const auto straggler = static_cast<std::size_t>(sample.straggler_rank);
   ++rank_straggler_count_[straggler];

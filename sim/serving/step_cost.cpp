@@ -268,23 +268,28 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now)
     if (rebalancer_ != nullptr) rebalancer_->observe(moe_layer, expert_counts_);
     const MoeLayerResult& result =
         evaluator_->evaluate(moe_layer, total_tokens, expert_counts_, router_->popularity(moe_layer));
-    double slowest = 0;
-    int straggler = 0;
     // Each active expert slot reads its weights once (in its own GEMMs or its share of the grouped
     // kernels), so a rank with more active experts is slower at the same token count.
     expert_cost_->ranks_seconds(result.kept_per_slot, static_cast<std::size_t>(slots_per_rank_),
                                 rank_busy_s_);
-    for (std::size_t r = 0; r < rank_busy_s_.size(); ++r) {
-      const auto kept = result.kept_per_rank[r];
-      const double busy = rank_busy_s_[r] + static_cast<double>(kept) * silu_seconds_per_assignment_;
-      rank_busy_s_[r] = busy;
-      rank_kept_[r] = static_cast<std::int32_t>(kept);
-      if (busy > slowest) {
-        slowest = busy;
-        straggler = static_cast<int>(r);
-      }
-      assignments_to_rank_[r] = static_cast<double>(kept);
+    // Locals, not members, in the loop: the stores could otherwise alias them.
+    const std::size_t ranks = rank_busy_s_.size();
+    const double silu_per_assignment = silu_seconds_per_assignment_;
+    const std::int64_t* kept_per_rank = result.kept_per_rank.data();
+    double* rank_busy = rank_busy_s_.data();
+    std::int32_t* rank_kept = rank_kept_.data();
+    double* assignments_to_rank = assignments_to_rank_.data();
+    double slowest = 0;
+    for (std::size_t r = 0; r < ranks; ++r) {
+      const auto kept = kept_per_rank[r];
+      rank_busy[r] += static_cast<double>(kept) * silu_per_assignment;
+      rank_kept[r] = static_cast<std::int32_t>(kept);
+      assignments_to_rank[r] = static_cast<double>(kept);
+      slowest = std::max(slowest, rank_busy[r]);
     }
+    // The straggler: the first rank at the slowest time (rank 0 when every rank idles).
+    const auto straggler =
+        slowest > 0 ? static_cast<int>(std::find(rank_busy, rank_busy + ranks, slowest) - rank_busy) : 0;
     timing.expert_s += slowest;
     // Permute before and un-permute after the experts: each kept pair's activations are read and written.
     timing.overhead_s +=
