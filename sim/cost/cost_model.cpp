@@ -297,10 +297,11 @@ void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, s
   std::size_t r = 0;
   for (; r + 4 <= ranks; r += 4) {
     const std::int32_t* first = slot_tokens.data() + r * slots_per_rank;
-    bool in_table = true;
+    // The largest count as unsigned (a negative one is past the table too), without a branch per slot.
+    std::uint32_t largest = 0;
     for (std::size_t s = 0; s < 4 * slots_per_rank; ++s)
-      in_table = in_table && static_cast<std::size_t>(first[s]) < rows;
-    if (!in_table) {
+      largest = std::max(largest, static_cast<std::uint32_t>(first[s]));
+    if (largest >= rows) {
       add_ranks(r, r + 4);
       continue;
     }
