@@ -105,6 +105,20 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(std::int64_t tokens, std::span
   return evaluate(0, tokens, counts);
 }
 
+MoeLayerEvaluator::CappedSums MoeLayerEvaluator::keep_within(const std::int32_t* __restrict routed,
+                                                             std::int32_t* __restrict kept, int experts,
+                                                             std::int32_t cap) {
+  CappedSums sums;
+  for (int e = 0; e < experts; ++e) {
+    const std::int32_t expert_kept = std::min(routed[e], cap);
+    kept[e] = expert_kept;
+    sums.assignments += routed[e];
+    sums.overflow += routed[e] - expert_kept;
+    sums.largest = std::max(sums.largest, expert_kept);
+  }
+  return sums;
+}
+
 void MoeLayerEvaluator::split_over_replicas(std::span<const int> slots, std::int32_t kept,
                                             std::int32_t* kept_per_slot) {
   const auto replicas = static_cast<std::int32_t>(slots.size());
@@ -206,23 +220,21 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     }
     for (const int e : replicated_[table])
       split_over_replicas(placement_.expert_slots(layer, e), routed[e], kept_per_slot);
-  } else if (direct) {
-    // One pass: every expert owns one slot.
-    for (int e = 0; e < experts; ++e) {
-      assignments += routed[e];
-      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(routed[e], cap));
-      kept_per_slot[only_slot[e]] = kept;
-      kept_per_expert[e] = kept;
-      expert_max = std::max(expert_max, kept);
-      overflow += routed[e] - kept;
-    }
   } else {
-    for (int e = 0; e < experts; ++e) {
-      assignments += routed[e];
-      const auto kept = static_cast<std::int32_t>(std::min<std::int64_t>(routed[e], cap));
-      kept_per_expert[e] = kept;
-      expert_max = std::max(expert_max, kept);
-      overflow += routed[e] - kept;
+    const auto capped_sums = keep_within(
+        routed, kept_per_expert, experts,
+        static_cast<std::int32_t>(std::min<std::int64_t>(cap, std::numeric_limits<std::int32_t>::max())));
+    assignments = capped_sums.assignments;
+    overflow = capped_sums.overflow;
+    expert_max = capped_sums.largest;
+    if (direct) {
+      // Every expert owns one slot.
+      if (identity_slots_[table] != 0) {
+        std::copy_n(kept_per_expert, experts, kept_per_slot);
+      } else {
+        for (int e = 0; e < experts; ++e)
+          kept_per_slot[only_slot[e]] = kept_per_expert[e];
+      }
     }
   }
   r.assignments = assignments;

@@ -65,7 +65,8 @@ class MoeLayerEvaluator {
   // counts: routed assignments per expert (Router::sample_counts) of a micro-batch of `tokens` tokens
   // at MoE layer `layer` (0-based among MoE layers; it picks the layer's layout of a per-layer
   // placement). `next_choice` is the layer's expected share per expert (Router::popularity), read only
-  // by the reroute policy; empty means equal shares. The result stays valid until the next call.
+  // by the reroute policy; empty means equal shares. The result stays valid until the next call; `counts`
+  // must not be one of its vectors.
   const MoeLayerResult& evaluate(int layer, std::int64_t tokens, std::span<const std::int32_t> counts,
                                  std::span<const double> next_choice = {});
   // The same for a placement with one layout for every layer (InternalError for a per-layer one).
@@ -76,6 +77,15 @@ class MoeLayerEvaluator {
   // Kept loads per rank, active slots and largest slot load from kept_per_slot; returns their sum.
   template <int SlotsPerRank>
   std::int64_t sum_ranks(int ranks, int slots_per_rank);
+  // Each expert keeps at most `cap` of its routed assignments; routed and kept do not overlap (so the
+  // loop vectorises). Returns the routed sum, the overflow and the largest kept count.
+  struct CappedSums {
+    std::int64_t assignments = 0;
+    std::int64_t overflow = 0;
+    std::int32_t largest = 0;
+  };
+  static CappedSums keep_within(const std::int32_t* __restrict routed, std::int32_t* __restrict kept,
+                                int experts, std::int32_t cap);
   // An expert's kept assignments over its slots: even, the first slots taking the remainder.
   static void split_over_replicas(std::span<const int> slots, std::int32_t kept, std::int32_t* kept_per_slot);
   void reroute_to_experts(std::int64_t tokens, std::span<const double> next_choice);
