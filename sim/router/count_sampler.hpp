@@ -37,7 +37,7 @@ namespace moesim {
 //     sum, unbiased per expert; counts are kept in [0, T] (a rare overflow goes, one unit per expert,
 //     to experts with room from a random position).
 // The per-T tables are rebuilt only when T changes (every layer of a forward pass shares them), as
-// cumulative tables; a second call at the same T turns them into alias tables (faster draws).
+// cumulative tables; the third call at the same T turns them into alias tables (faster draws).
 // sample() does not allocate.
 class CountSampler {
  public:
@@ -79,7 +79,14 @@ class CountSampler {
   void build_alias_tables();
 
   int top_k_;
-  std::vector<double> inclusion_;       // per level: distinct values, decreasing
+  std::vector<double> inclusion_;  // per level: distinct values, decreasing
+  // Per level, the binomial its tabulated counts follow, but for the trial count (which scales with T).
+  struct BinomialShape {
+    double probability;  // p
+    double odds;         // p / (1 - p)
+    double log_failure;  // log(1 - p)
+  };
+  std::vector<BinomialShape> shapes_;
   std::vector<double> variance_share_;  // per level: pi (1 - pi) / sum over experts
   double variance_total_ = 0;           // sum over experts of pi (1 - pi)
   std::vector<int> level_of_position_;  // per expert position in decreasing popularity
@@ -100,6 +107,8 @@ class CountSampler {
   std::vector<std::uint32_t> thresholds_;
   std::vector<std::uint8_t> aliases_;  // alias tables: the count a bucket gives otherwise
   bool alias_tables_ = false;          // which of the two the tables are
+  int calls_at_prepared_tokens_ = 0;
+  static constexpr int kCallsBeforeAliasTables = 3;
   std::int32_t thresholds_used_ = 0;
   double normal_weight_total_ = 0;        // sum of the weights of the experts not tabulated
   double tabulated_inclusion_total_ = 0;  // sum of pi over the tabulated experts

@@ -50,16 +50,17 @@ TEST_CASE("Qwen3-235B TP8 decode with grouped expert kernels is bound by the wei
 
 // The per-expert loop (every active expert slot's two GEMM calls pay the 9 us fixed cost: 128 x 2 per
 // layer) gives the figures moesim gave before the grouped form (commit d5f8fa6, same run). The busy
-// times were re-pinned when the count sampler's first call at a token count moved to cumulative tables
-// (other draws, the same law): they moved by 1e-6 of their value, the TPOT not at all.
+// times depend on the routing's draws at 1e-6 of their value (the count sampler's move to cumulative
+// tables moved them by that much, the TPOT not at all), so they are checked to 1e-5; a change in the
+// pricing form moves them by percents.
 TEST_CASE("per_expert expert kernels reproduce the loop of GEMM calls", "[serving][grouped]") {
   // The shipped scenario cut to two waves of its 64 requests in flight.
   const SimulationResult per_expert =
       run_qwen({"workload.requests=128", "deployment.expert_kernel=per_expert"});
   REQUIRE(per_expert.completed == 128);
   CHECK(per_expert.tpot_s.quantile(0.5) == Approx(0.2249195515).epsilon(1e-9));
-  CHECK(per_expert.busy.expert_s == Approx(105.3453903922).epsilon(1e-9));
-  CHECK(per_expert.busy.total_s == Approx(118.8848064405).epsilon(1e-9));
+  CHECK(per_expert.busy.expert_s == Approx(105.3453903922).epsilon(1e-5));
+  CHECK(per_expert.busy.total_s == Approx(118.8848064405).epsilon(1e-5));
   // The default, grouped kernels, on the same run: only the routed experts' time changes.
   const SimulationResult grouped = run_qwen({"workload.requests=128"});
   CHECK(grouped.busy.attention_s == per_expert.busy.attention_s);
