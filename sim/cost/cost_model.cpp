@@ -273,23 +273,12 @@ void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, s
   const double* table = by_tokens_.data();
   double* gate_up = seconds.data();
   double* down = down_work_.data();
-  const auto add_slot = [&](std::int32_t tokens, double& rank_gate_up, double& rank_down) {
-    const auto row = static_cast<std::size_t>(tokens);
-    if (row < rows) {
-      rank_gate_up += table[row * kColumns];
-      rank_down += table[row * kColumns + 1];
-    } else {
-      rank_gate_up += past_table(tokens, 0);
-      rank_down += past_table(tokens, 1);
-    }
-  };
   // Four ranks at a time, their sums in registers: each rank's additions keep their order, and the four
   // chains overlap. A group with a count past the table goes rank by rank.
   const auto add_ranks = [&](std::size_t first_rank, std::size_t end_rank) {
     for (std::size_t rank = first_rank; rank < end_rank; ++rank) {
       double rank_gate_up = 0, rank_down = 0;
-      for (std::size_t s = rank * slots_per_rank; s < (rank + 1) * slots_per_rank; ++s)
-        add_slot(slot_tokens[s], rank_gate_up, rank_down);
+      add_slots_work(slot_tokens.subspan(rank * slots_per_rank, slots_per_rank), rank_gate_up, rank_down);
       gate_up[rank] = rank_gate_up;
       down[rank] = rank_down;
     }

@@ -46,18 +46,8 @@ class ExpertCostTable {
       }
       return seconds;
     }
-    // Columns 0 and 1: one expert's gate+up and down roofline times without the fixed cost.
     double gate_up = 0, down = 0;
-    for (const std::int32_t tokens : slot_tokens) {
-      const auto row = static_cast<std::size_t>(tokens);
-      if (row < rows) {
-        gate_up += table[row * kColumns];
-        down += table[row * kColumns + 1];
-      } else {
-        gate_up += past_table(tokens, 0);
-        down += past_table(tokens, 1);
-      }
-    }
+    add_slots_work(slot_tokens, gate_up, down);
     return grouped_kernels_seconds(gate_up, down);
   }
   // rank_seconds of every rank at once: slot_tokens holds slots_per_rank entries per rank, seconds one per
@@ -74,6 +64,21 @@ class ExpertCostTable {
  private:
   static constexpr std::size_t kColumns = 2;
   double past_table(std::int32_t tokens, std::size_t column) const;
+  // Adds the slots' gate+up and down roofline work without the fixed cost (columns 0 and 1), in slot order.
+  void add_slots_work(std::span<const std::int32_t> slot_tokens, double& gate_up, double& down) const {
+    const std::size_t rows = by_tokens_.size() / kColumns;
+    const double* table = by_tokens_.data();
+    for (const std::int32_t tokens : slot_tokens) {
+      const auto row = static_cast<std::size_t>(tokens);
+      if (row < rows) {
+        gate_up += table[row * kColumns];
+        down += table[row * kColumns + 1];
+      } else {
+        gate_up += past_table(tokens, 0);
+        down += past_table(tokens, 1);
+      }
+    }
+  }
   // smax_p(fixed, work) for each of the two kernels; inline for the default sharpness 4, which every
   // rank of every MoE layer pays.
   double grouped_kernels_seconds(double gate_up_work, double down_work) const {
