@@ -14,6 +14,7 @@
 #include "sim/router/cross_layer.hpp"
 #include "sim/router/inclusion.hpp"
 #include "sim/router/router.hpp"
+#include "tests/router/edited_copy.hpp"
 
 using namespace moesim;
 using Catch::Matchers::Contains;
@@ -27,21 +28,12 @@ EmpiricalSource tiny(std::vector<std::string> domains = {"a"}) {
   return {kTiny, "tiny", std::move(domains), CountSelection::topk};
 }
 
+// A malformed copy of the tiny file in a scratch folder; `edit` gets its text.
 std::filesystem::path variant(const std::string& name, const std::function<std::string(std::string)>& edit) {
-  const auto folder = std::filesystem::temp_directory_path() / "moesim_cross_layer_tests";
-  std::filesystem::create_directories(folder);
-  std::ifstream in(kTiny);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto file = folder / name;
-  std::ofstream(file) << edit(text);
-  return file;
+  return test::edited_copy(kTiny, "moesim_cross_layer_tests", name, edit);
 }
 
-std::string replace(std::string text, std::string_view from, std::string_view to) {
-  const auto at = text.find(from);
-  REQUIRE(at != std::string::npos);
-  return text.replace(at, from.size(), to);
-}
+using test::replace;
 
 RouterSpec parse(std::string_view text) {
   const auto json = JsonReader::parse_text(text, "scenario.json");
