@@ -11,6 +11,24 @@ double ratio(double numerator, double denominator) {
   return denominator > 0 ? numerator / denominator : 0.0;
 }
 
+// Adds each rank's busy time to its total; returns their sum, in four lanes (rank r in lane r % 4) so
+// that no chain of dependent additions over the ranks sets the pace.
+double add_busy(const double* __restrict busy, double* __restrict totals, std::size_t ranks) {
+  double sums[4] = {0, 0, 0, 0};
+  std::size_t r = 0;
+  for (; r + 4 <= ranks; r += 4) {
+    for (std::size_t lane = 0; lane < 4; ++lane) {
+      totals[r + lane] += busy[r + lane];
+      sums[lane] += busy[r + lane];
+    }
+  }
+  for (; r < ranks; ++r) {
+    totals[r] += busy[r];
+    sums[0] += busy[r];
+  }
+  return (sums[0] + sums[1]) + (sums[2] + sums[3]);
+}
+
 }  // namespace
 
 MoeLoadMetrics::MoeLoadMetrics(int moe_layers, int experts, int ranks)
@@ -97,17 +115,12 @@ void MoeLoadMetrics::record(const MoeLayerSample& sample) {
           sample.expert_demand[e] > 0 ? sample.expert_overflow[e] * kept_back / sample.expert_demand[e] : 0.0;
     }
   }
-  double busy_sum = 0;
   const std::size_t ranks = sample.rank_assignments.size();
   std::int64_t* rank_tokens = rank_tokens_.data();
-  double* rank_busy = rank_busy_s_.data();
   const std::int32_t* assignments = sample.rank_assignments.data();
-  const double* busy = sample.rank_busy_s.data();
-  for (std::size_t r = 0; r < ranks; ++r) {
+  for (std::size_t r = 0; r < ranks; ++r)
     rank_tokens[r] += assignments[r];
-    rank_busy[r] += busy[r];
-    busy_sum += busy[r];
-  }
+  const double busy_sum = add_busy(sample.rank_busy_s.data(), rank_busy_s_.data(), sample.rank_busy_s.size());
   const auto straggler = static_cast<std::size_t>(sample.straggler_rank);
   ++rank_straggler_count_[straggler];
   ++straggler_counts_[layer_index * static_cast<std::size_t>(ranks_) + straggler];

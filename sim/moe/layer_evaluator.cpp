@@ -119,13 +119,44 @@ MoeLayerEvaluator::CappedSums MoeLayerEvaluator::keep_within(const std::int32_t*
   return sums;
 }
 
-void MoeLayerEvaluator::split_over_replicas(std::span<const int> slots, std::int32_t kept,
-                                            std::int32_t* kept_per_slot) {
-  const auto replicas = static_cast<std::int32_t>(slots.size());
+MoeLayerEvaluator::CappedSums MoeLayerEvaluator::sum_and_largest(const std::int32_t* counts, int experts) {
+  std::int64_t assignments = 0;
+  std::int32_t largest = 0;
+  for (int e = 0; e < experts; ++e) {
+    assignments += counts[e];
+    largest = std::max(largest, counts[e]);
+  }
+  return {assignments, 0, largest};
+}
+
+namespace {
+
+// `kept` over `slots` evenly, the first slots taking the remainder; Replicas > 0 is the slot count as a
+// compile-time constant (a division by a constant is a multiplication, not a 20-cycle idiv).
+template <std::int32_t Replicas>
+void split_evenly(std::span<const int> slots, std::int32_t kept, std::int32_t* kept_per_slot) {
+  const auto replicas = Replicas > 0 ? Replicas : static_cast<std::int32_t>(slots.size());
   const std::int32_t share = kept / replicas;
   const std::int32_t remainder = kept % replicas;
   for (std::int32_t i = 0; i < replicas; ++i)
     kept_per_slot[slots[i]] = share + (i < remainder ? 1 : 0);
+}
+
+}  // namespace
+
+void MoeLayerEvaluator::split_over_replicas(std::span<const int> slots, std::int32_t kept,
+                                            std::int32_t* kept_per_slot) {
+  switch (slots.size()) {
+    case 2:
+      split_evenly<2>(slots, kept, kept_per_slot);
+      break;
+    case 3:
+      split_evenly<3>(slots, kept, kept_per_slot);
+      break;
+    default:
+      split_evenly<0>(slots, kept, kept_per_slot);
+      break;
+  }
 }
 
 template <int SlotsPerRank>
@@ -204,20 +235,19 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
       for (int e = 0; e < experts; ++e)
         kept_per_slot[only_slot[e]] = routed[e];
     }
-    for (int e = 0; e < experts; ++e) {
-      assignments += routed[e];
-      expert_max = std::max(expert_max, routed[e]);
-    }
+    const auto sums = sum_and_largest(routed, experts);
+    assignments = sums.assignments;
+    expert_max = sums.largest;
   } else if (!capped && !rank_cap) {
     // Dropless with replicas: each expert's first slot takes its count, then the replicated experts
     // split theirs over their slots.
     std::copy_n(routed, experts, kept_per_expert);
     const int* first_slot = first_slot_.data() + table * static_cast<std::size_t>(experts_);
-    for (int e = 0; e < experts; ++e) {
+    for (int e = 0; e < experts; ++e)
       kept_per_slot[first_slot[e]] = routed[e];
-      assignments += routed[e];
-      expert_max = std::max(expert_max, routed[e]);
-    }
+    const auto sums = sum_and_largest(routed, experts);
+    assignments = sums.assignments;
+    expert_max = sums.largest;
     for (const int e : replicated_[table])
       split_over_replicas(placement_.expert_slots(layer, e), routed[e], kept_per_slot);
   } else {

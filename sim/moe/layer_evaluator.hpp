@@ -86,6 +86,8 @@ class MoeLayerEvaluator {
   };
   static CappedSums keep_within(const std::int32_t* __restrict routed, std::int32_t* __restrict kept,
                                 int experts, std::int32_t cap);
+  // The sum and the largest of the counts (overflow 0), in a loop of their own that vectorises.
+  static CappedSums sum_and_largest(const std::int32_t* counts, int experts);
   // An expert's kept assignments over its slots: even, the first slots taking the remainder.
   static void split_over_replicas(std::span<const int> slots, std::int32_t kept, std::int32_t* kept_per_slot);
   void reroute_to_experts(std::int64_t tokens, std::span<const double> next_choice);

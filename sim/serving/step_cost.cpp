@@ -36,6 +36,34 @@ std::vector<int> node_limits(const ModelSpec& model, const ExpertPlacement& plac
   return limits;
 }
 
+// Adds each rank's SiLU time (its kept assignments times `silu_per_assignment`) to its busy time and
+// copies its kept assignments as int32 and as double; returns the largest busy time. The maximum runs in
+// four lanes (its value does not depend on the order), so no chain of dependent maxima sets the pace.
+double add_rank_loads(const std::int64_t* __restrict kept_per_rank, double silu_per_assignment,
+                      std::size_t ranks, double* __restrict rank_busy, std::int32_t* __restrict rank_kept,
+                      double* __restrict assignments_to_rank) {
+  double slowest[4] = {0, 0, 0, 0};
+  std::size_t r = 0;
+  for (; r + 4 <= ranks; r += 4) {
+    for (std::size_t lane = 0; lane < 4; ++lane) {
+      const auto kept = kept_per_rank[r + lane];
+      const double busy = rank_busy[r + lane] + static_cast<double>(kept) * silu_per_assignment;
+      rank_busy[r + lane] = busy;
+      rank_kept[r + lane] = static_cast<std::int32_t>(kept);
+      assignments_to_rank[r + lane] = static_cast<double>(kept);
+      slowest[lane] = std::max(slowest[lane], busy);
+    }
+  }
+  for (; r < ranks; ++r) {
+    const auto kept = kept_per_rank[r];
+    rank_busy[r] += static_cast<double>(kept) * silu_per_assignment;
+    rank_kept[r] = static_cast<std::int32_t>(kept);
+    assignments_to_rank[r] = static_cast<double>(kept);
+    slowest[0] = std::max(slowest[0], rank_busy[r]);
+  }
+  return std::max(std::max(slowest[0], slowest[1]), std::max(slowest[2], slowest[3]));
+}
+
 }  // namespace
 
 double TensorParallelAllReduce::seconds(double bytes) const {
@@ -272,21 +300,10 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now)
     // kernels), so a rank with more active experts is slower at the same token count.
     expert_cost_->ranks_seconds(result.kept_per_slot, static_cast<std::size_t>(slots_per_rank_),
                                 rank_busy_s_);
-    // Locals, not members, in the loop: the stores could otherwise alias them.
     const std::size_t ranks = rank_busy_s_.size();
-    const double silu_per_assignment = silu_seconds_per_assignment_;
-    const std::int64_t* kept_per_rank = result.kept_per_rank.data();
     double* rank_busy = rank_busy_s_.data();
-    std::int32_t* rank_kept = rank_kept_.data();
-    double* assignments_to_rank = assignments_to_rank_.data();
-    double slowest = 0;
-    for (std::size_t r = 0; r < ranks; ++r) {
-      const auto kept = kept_per_rank[r];
-      rank_busy[r] += static_cast<double>(kept) * silu_per_assignment;
-      rank_kept[r] = static_cast<std::int32_t>(kept);
-      assignments_to_rank[r] = static_cast<double>(kept);
-      slowest = std::max(slowest, rank_busy[r]);
-    }
+    const double slowest = add_rank_loads(result.kept_per_rank.data(), silu_seconds_per_assignment_, ranks,
+                                          rank_busy, rank_kept_.data(), assignments_to_rank_.data());
     // The straggler: the first rank at the slowest time (rank 0 when every rank idles).
     const auto straggler =
         slowest > 0 ? static_cast<int>(std::find(rank_busy, rank_busy + ranks, slowest) - rank_busy) : 0;
