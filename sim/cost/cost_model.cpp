@@ -221,6 +221,31 @@ double ExpertCostTable::past_table(std::int32_t tokens, std::size_t column) cons
                      : model_->gemm_work_seconds(t, hidden_, ffn_, precision_);
 }
 
+template <std::size_t SlotsPerRank>
+void ExpertCostTable::memo_ranks_seconds(std::span<const std::int32_t> slot_tokens,
+                                         std::span<double> seconds) const {
+  const std::size_t ranks = seconds.size();
+  const std::uint32_t base = memo_base_;
+  const double* memo = memo_.data();
+  const std::int32_t* tokens = slot_tokens.data();
+  // The largest count as unsigned (a negative one is past the memo too), in a pass of its own that
+  // vectorises: the common case (every slot within the memo) then reads the memo with no test per rank.
+  std::uint32_t largest = 0;
+  for (std::size_t s = 0; s < ranks * SlotsPerRank; ++s)
+    largest = std::max(largest, static_cast<std::uint32_t>(tokens[s]));
+  const bool all_small = largest < base;
+  for (std::size_t r = 0; r < ranks; ++r) {
+    const std::int32_t* rank_tokens = tokens + r * SlotsPerRank;
+    std::uint32_t key = 0;
+    bool small = true;
+    for (std::size_t s = 0; s < SlotsPerRank; ++s) {
+      small = small && static_cast<std::uint32_t>(rank_tokens[s]) < base;
+      key = key * base + static_cast<std::uint32_t>(rank_tokens[s]);
+    }
+    seconds[r] = all_small || small ? memo[key] : rank_seconds({rank_tokens, SlotsPerRank});
+  }
+}
+
 void ExpertCostTable::build_memo(std::size_t slots_per_rank) const {
   // 4,096 entries: 4,096 counts for one slot per rank, 64 per slot for two, 16 for three.
   constexpr std::uint32_t kMemoEntries = 4096;
@@ -249,17 +274,16 @@ void ExpertCostTable::ranks_seconds(std::span<const std::int32_t> slot_tokens, s
   const std::size_t ranks = seconds.size();
   if (slots_per_rank >= 1 && slots_per_rank <= kMemoSlotsPerRank) {
     if (memo_slots_per_rank_ != slots_per_rank) build_memo(slots_per_rank);
-    const std::uint32_t base = memo_base_;
-    const double* memo = memo_.data();
-    for (std::size_t r = 0; r < ranks; ++r) {
-      const auto rank_slots = slot_tokens.subspan(r * slots_per_rank, slots_per_rank);
-      std::uint32_t key = 0;
-      bool small = true;
-      for (const std::int32_t tokens : rank_slots) {
-        small = small && static_cast<std::uint32_t>(tokens) < base;
-        key = key * base + static_cast<std::uint32_t>(tokens);
-      }
-      seconds[r] = small ? memo[key] : rank_seconds(rank_slots);
+    switch (slots_per_rank) {
+      case 1:
+        memo_ranks_seconds<1>(slot_tokens, seconds);
+        break;
+      case 2:
+        memo_ranks_seconds<2>(slot_tokens, seconds);
+        break;
+      default:
+        memo_ranks_seconds<3>(slot_tokens, seconds);
+        break;
     }
     return;
   }

@@ -102,6 +102,9 @@ class ExpertCostTable {
   // rank_seconds of every combination of slots_per_rank token counts below memo_base_, the first slot
   // most significant (built by the first ranks_seconds call with few slots per rank).
   void build_memo(std::size_t slots_per_rank) const;
+  // ranks_seconds from the memo (built for SlotsPerRank), ranks with a count past it rank by rank.
+  template <std::size_t SlotsPerRank>
+  void memo_ranks_seconds(std::span<const std::int32_t> slot_tokens, std::span<double> seconds) const;
   mutable std::vector<double> memo_;
   mutable std::size_t memo_slots_per_rank_ = 0;
   mutable std::uint32_t memo_base_ = 0;

@@ -144,6 +144,13 @@ void split_evenly(std::span<const int> slots, std::int32_t kept, std::int32_t* k
 
 }  // namespace
 
+void MoeLayerEvaluator::gather_by_slot(const std::int32_t* __restrict per_expert,
+                                       const int* __restrict slot_expert, int slots,
+                                       std::int32_t* __restrict per_slot) {
+  for (int slot = 0; slot < slots; ++slot)
+    per_slot[slot] = per_expert[slot_expert[slot]];
+}
+
 void MoeLayerEvaluator::split_over_replicas(std::span<const int> slots, std::int32_t kept,
                                             std::int32_t* kept_per_slot) {
   switch (slots.size()) {
@@ -242,9 +249,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     // Dropless with replicas: each expert's first slot takes its count, then the replicated experts
     // split theirs over their slots.
     std::copy_n(routed, experts, kept_per_expert);
-    const int* first_slot = first_slot_.data() + table * static_cast<std::size_t>(experts_);
-    for (int e = 0; e < experts; ++e)
-      kept_per_slot[first_slot[e]] = routed[e];
+    gather_by_slot(routed, slot_expert, placement_.slots(), kept_per_slot);
     const auto sums = sum_and_largest(routed, experts);
     assignments = sums.assignments;
     expert_max = sums.largest;

@@ -88,6 +88,9 @@ class MoeLayerEvaluator {
                                 int experts, std::int32_t cap);
   // The sum and the largest of the counts (overflow 0), in a loop of their own that vectorises.
   static CappedSums sum_and_largest(const std::int32_t* counts, int experts);
+  // per_slot[s] = per_expert[slot_expert[s]] for every slot (loads only: no stores to scattered places).
+  static void gather_by_slot(const std::int32_t* __restrict per_expert, const int* __restrict slot_expert,
+                             int slots, std::int32_t* __restrict per_slot);
   // An expert's kept assignments over its slots: even, the first slots taking the remainder.
   static void split_over_replicas(std::span<const int> slots, std::int32_t kept, std::int32_t* kept_per_slot);
   void reroute_to_experts(std::int64_t tokens, std::span<const double> next_choice);

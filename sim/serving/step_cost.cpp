@@ -37,30 +37,26 @@ std::vector<int> node_limits(const ModelSpec& model, const ExpertPlacement& plac
 }
 
 // Adds each rank's SiLU time (its kept assignments times `silu_per_assignment`) to its busy time and
-// copies its kept assignments as int32 and as double; returns the largest busy time. The maximum runs in
-// four lanes (its value does not depend on the order), so no chain of dependent maxima sets the pace.
+// copies its kept assignments as int32 and as double; returns the largest busy time. The counts go to
+// double through int32 (a rank's kept load fits), so the loop vectorises; the maximum follows in four
+// lanes (its value does not depend on the order), so no chain of dependent maxima sets the pace.
 double add_rank_loads(const std::int64_t* __restrict kept_per_rank, double silu_per_assignment,
                       std::size_t ranks, double* __restrict rank_busy, std::int32_t* __restrict rank_kept,
                       double* __restrict assignments_to_rank) {
+  for (std::size_t r = 0; r < ranks; ++r) {
+    const auto kept = static_cast<std::int32_t>(kept_per_rank[r]);
+    rank_busy[r] += static_cast<double>(kept) * silu_per_assignment;
+    rank_kept[r] = kept;
+    assignments_to_rank[r] = static_cast<double>(kept);
+  }
   double slowest[4] = {0, 0, 0, 0};
   std::size_t r = 0;
   for (; r + 4 <= ranks; r += 4) {
-    for (std::size_t lane = 0; lane < 4; ++lane) {
-      const auto kept = kept_per_rank[r + lane];
-      const double busy = rank_busy[r + lane] + static_cast<double>(kept) * silu_per_assignment;
-      rank_busy[r + lane] = busy;
-      rank_kept[r + lane] = static_cast<std::int32_t>(kept);
-      assignments_to_rank[r + lane] = static_cast<double>(kept);
-      slowest[lane] = std::max(slowest[lane], busy);
-    }
+    for (std::size_t lane = 0; lane < 4; ++lane)
+      slowest[lane] = std::max(slowest[lane], rank_busy[r + lane]);
   }
-  for (; r < ranks; ++r) {
-    const auto kept = kept_per_rank[r];
-    rank_busy[r] += static_cast<double>(kept) * silu_per_assignment;
-    rank_kept[r] = static_cast<std::int32_t>(kept);
-    assignments_to_rank[r] = static_cast<double>(kept);
+  for (; r < ranks; ++r)
     slowest[0] = std::max(slowest[0], rank_busy[r]);
-  }
   return std::max(std::max(slowest[0], slowest[1]), std::max(slowest[2], slowest[3]));
 }
 
