@@ -129,21 +129,6 @@ MoeLayerEvaluator::CappedSums MoeLayerEvaluator::sum_and_largest(const std::int3
   return {assignments, 0, largest};
 }
 
-namespace {
-
-// `kept` over `slots` evenly, the first slots taking the remainder; Replicas > 0 is the slot count as a
-// compile-time constant (a division by a constant is a multiplication, not a 20-cycle idiv).
-template <std::int32_t Replicas>
-void split_evenly(std::span<const int> slots, std::int32_t kept, std::int32_t* kept_per_slot) {
-  const auto replicas = Replicas > 0 ? Replicas : static_cast<std::int32_t>(slots.size());
-  const std::int32_t share = kept / replicas;
-  const std::int32_t remainder = kept % replicas;
-  for (std::int32_t i = 0; i < replicas; ++i)
-    kept_per_slot[slots[i]] = share + (i < remainder ? 1 : 0);
-}
-
-}  // namespace
-
 void MoeLayerEvaluator::gather_by_slot(const std::int32_t* __restrict per_expert,
                                        const int* __restrict slot_expert, int slots,
                                        std::int32_t* __restrict per_slot) {
@@ -151,19 +136,13 @@ void MoeLayerEvaluator::gather_by_slot(const std::int32_t* __restrict per_expert
     per_slot[slot] = per_expert[slot_expert[slot]];
 }
 
-void MoeLayerEvaluator::split_over_replicas(std::span<const int> slots, std::int32_t kept,
-                                            std::int32_t* kept_per_slot) {
-  switch (slots.size()) {
-    case 2:
-      split_evenly<2>(slots, kept, kept_per_slot);
-      break;
-    case 3:
-      split_evenly<3>(slots, kept, kept_per_slot);
-      break;
-    default:
-      split_evenly<0>(slots, kept, kept_per_slot);
-      break;
-  }
+void MoeLayerEvaluator::split_over_many_replicas(std::span<const int> slots, std::int32_t kept,
+                                                 std::int32_t* kept_per_slot) {
+  const auto replicas = static_cast<std::int32_t>(slots.size());
+  const std::int32_t share = kept / replicas;
+  const std::int32_t remainder = kept % replicas;
+  for (std::int32_t i = 0; i < replicas; ++i)
+    kept_per_slot[slots[i]] = share + (i < remainder ? 1 : 0);
 }
 
 template <int SlotsPerRank>

@@ -92,7 +92,18 @@ class MoeLayerEvaluator {
   static void gather_by_slot(const std::int32_t* __restrict per_expert, const int* __restrict slot_expert,
                              int slots, std::int32_t* __restrict per_slot);
   // An expert's kept assignments over its slots: even, the first slots taking the remainder.
-  static void split_over_replicas(std::span<const int> slots, std::int32_t kept, std::int32_t* kept_per_slot);
+  static void split_over_replicas(std::span<const int> slots, std::int32_t kept,
+                                  std::int32_t* kept_per_slot) {
+    // Two slots (the common case: EPLB's redundant experts) inline and without a division.
+    if (slots.size() == 2) {
+      kept_per_slot[slots[0]] = kept - kept / 2;
+      kept_per_slot[slots[1]] = kept / 2;
+      return;
+    }
+    split_over_many_replicas(slots, kept, kept_per_slot);
+  }
+  static void split_over_many_replicas(std::span<const int> slots, std::int32_t kept,
+                                       std::int32_t* kept_per_slot);
   void reroute_to_experts(std::int64_t tokens, std::span<const double> next_choice);
   void reroute_to_ranks(int layer, std::span<const double> next_choice);
 
