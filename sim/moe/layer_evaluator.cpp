@@ -146,14 +146,14 @@ void MoeLayerEvaluator::split_over_many_replicas(std::span<const int> slots, std
 }
 
 template <int SlotsPerRank>
-std::int64_t MoeLayerEvaluator::sum_ranks(int ranks, int slots_per_rank) {
+MoeLayerEvaluator::RankSums MoeLayerEvaluator::sum_ranks(int ranks, int slots_per_rank) {
   // A compile-time slot count (SlotsPerRank > 0) unrolls the inner loop, and the ranks' loop vectorises.
   const int slots = SlotsPerRank > 0 ? SlotsPerRank : slots_per_rank;
   const std::int32_t* kept_per_slot = result_.kept_per_slot.data();
   std::int64_t* kept_per_rank = result_.kept_per_rank.data();
   std::int32_t* active_per_rank = result_.active_experts_per_rank.data();
   std::int32_t* largest_per_rank = result_.max_expert_load_per_rank.data();
-  std::int64_t kept_total = 0;
+  std::int64_t kept_total = 0, largest_rank_load = 0;
   for (int rank = 0; rank < ranks; ++rank) {
     const std::int32_t* loads = kept_per_slot + static_cast<std::ptrdiff_t>(rank) * slots;
     std::int64_t rank_load = 0;
@@ -167,8 +167,9 @@ std::int64_t MoeLayerEvaluator::sum_ranks(int ranks, int slots_per_rank) {
     active_per_rank[rank] = active;
     largest_per_rank[rank] = largest;
     kept_total += rank_load;
+    largest_rank_load = std::max(largest_rank_load, rank_load);
   }
-  return kept_total;
+  return {kept_total, largest_rank_load};
 }
 
 const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens,
@@ -282,31 +283,25 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
   // Slots are numbered rank by rank.
   const int slots_per_rank = placement_.slots_per_rank();
   const int ranks = placement_.ranks();
-  std::int64_t kept_total = 0;
+  RankSums rank_sums;
   switch (slots_per_rank) {
     case 1:
-      kept_total = sum_ranks<1>(ranks, slots_per_rank);
+      rank_sums = sum_ranks<1>(ranks, slots_per_rank);
       break;
     case 2:
-      kept_total = sum_ranks<2>(ranks, slots_per_rank);
+      rank_sums = sum_ranks<2>(ranks, slots_per_rank);
       break;
     case 3:
-      kept_total = sum_ranks<3>(ranks, slots_per_rank);
+      rank_sums = sum_ranks<3>(ranks, slots_per_rank);
       break;
     case 4:
-      kept_total = sum_ranks<4>(ranks, slots_per_rank);
+      rank_sums = sum_ranks<4>(ranks, slots_per_rank);
       break;
     default:
-      kept_total = sum_ranks<0>(ranks, slots_per_rank);
+      rank_sums = sum_ranks<0>(ranks, slots_per_rank);
       break;
   }
-  // The straggler is the first rank with the most kept assignments.
-  const std::int64_t* kept_per_rank = r.kept_per_rank.data();
-  std::int64_t straggler_load = 0;
-  for (int rank = 0; rank < ranks; ++rank)
-    straggler_load = std::max(straggler_load, kept_per_rank[rank]);
-  const int straggler =
-      static_cast<int>(std::find(kept_per_rank, kept_per_rank + ranks, straggler_load) - kept_per_rank);
+  const std::int64_t kept_total = rank_sums.total;
   if (resum_experts) {
     for (int slot = 0; slot < placement_.slots(); ++slot)
       kept_per_expert[slot_expert[slot]] += kept_per_slot[slot];
@@ -328,8 +323,7 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
   r.expert_max_load =
       resum_experts ? *std::max_element(r.kept_per_expert.begin(), r.kept_per_expert.end()) : expert_max;
   r.expert_mean_load = static_cast<double>(kept_total) / experts_;
-  r.straggler_rank = straggler;
-  r.rank_max_load = straggler_load;
+  r.rank_max_load = rank_sums.largest;
   r.rank_mean_load = static_cast<double>(kept_total) / placement_.ranks();
   return r;
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -28,7 +29,6 @@ struct MoeLayerResult {
   double expert_mean_load = 0;
   std::int64_t rank_max_load = 0;
   double rank_mean_load = 0;
-  int straggler_rank = 0;  // the rank with the most kept assignments; ties go to the lowest rank
 
   std::vector<std::int32_t> kept_per_expert;  // experts
   // Per expert, its routed assignments beyond what it kept of them: over its capacity (per_expert
@@ -39,6 +39,12 @@ struct MoeLayerResult {
   std::vector<std::int32_t> active_experts_per_rank;   // slots with a non-zero kept load
   std::vector<std::int32_t> max_expert_load_per_rank;  // the largest kept load of a slot on the rank
 
+  // The rank with the most kept assignments; ties go to the lowest rank (computed on request: the
+  // simulator's straggler is the slowest rank, which the evaluator does not know).
+  int straggler_rank() const {
+    return static_cast<int>(std::find(kept_per_rank.begin(), kept_per_rank.end(), rank_max_load) -
+                            kept_per_rank.begin());
+  }
   // max / mean, 0 when nothing is kept.
   double expert_imbalance() const { return expert_mean_load > 0 ? expert_max_load / expert_mean_load : 0.0; }
   double rank_imbalance() const { return rank_mean_load > 0 ? rank_max_load / rank_mean_load : 0.0; }
@@ -74,9 +80,14 @@ class MoeLayerEvaluator {
 
  private:
   void apply_rank_capacity();
-  // Kept loads per rank, active slots and largest slot load from kept_per_slot; returns their sum.
+  // Kept loads per rank, active slots and largest slot load from kept_per_slot; returns their sum and the
+  // largest rank load.
+  struct RankSums {
+    std::int64_t total = 0;
+    std::int64_t largest = 0;
+  };
   template <int SlotsPerRank>
-  std::int64_t sum_ranks(int ranks, int slots_per_rank);
+  RankSums sum_ranks(int ranks, int slots_per_rank);
   // Each expert keeps at most `cap` of its routed assignments; routed and kept do not overlap (so the
   // loop vectorises). Returns the routed sum, the overflow and the largest kept count.
   struct CappedSums {
