@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -42,6 +43,62 @@ double power_of(double x, int n) {
     return integer_power(x, n);
   } else {
     return times_power<N>(1.0, x);
+  }
+}
+
+// Four doubles, lane by lane (GCC's vector extension: one AVX register with x86-64-v3, two SSE registers
+// without). Helpers take them by reference: by value, their ABI would differ with and without AVX.
+using Quad = double __attribute__((vector_size(4 * sizeof(double))));
+
+void load(Quad& quad, const double* values) {
+  std::memcpy(&quad, values, sizeof quad);
+}
+
+void store(double* values, const Quad& quad) {
+  std::memcpy(values, &quad, sizeof quad);
+}
+
+// largest = std::max(largest, value) lane by lane.
+void raise_to(Quad& largest, const Quad& value) {
+  largest = largest < value ? value : largest;
+}
+
+double largest_lane(const Quad& quad) {
+  return std::max(std::max(quad[0], quad[1]), std::max(quad[2], quad[3]));
+}
+
+// result x x^N by power_of<N>'s multiplications, lane by lane (x may be overwritten); for N = 0 the exponent
+// is n.
+template <int N>
+void multiply_by_power(Quad& result, Quad& x, int n) {
+  if constexpr (N == 0) {
+    for (int lane = 0; lane < 4; ++lane)
+      result[lane] *= integer_power(x[lane], n);
+  } else {
+    if constexpr ((N & 1) != 0) result *= x;
+    if constexpr (N > 1) {
+      x *= x;
+      multiply_by_power<(N >> 1)>(result, x, n);
+    }
+  }
+}
+
+// body(std::integral_constant<int, N>{}) with N = top_k for the common top-k values, else N = 0 (any).
+template <typename Body>
+void with_top_k(int top_k, Body&& body) {
+  switch (top_k) {
+    case 1:
+      return body(std::integral_constant<int, 1>{});
+    case 2:
+      return body(std::integral_constant<int, 2>{});
+    case 4:
+      return body(std::integral_constant<int, 4>{});
+    case 6:
+      return body(std::integral_constant<int, 6>{});
+    case 8:
+      return body(std::integral_constant<int, 8>{});
+    default:
+      return body(std::integral_constant<int, 0>{});
   }
 }
 
@@ -129,6 +186,9 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
       runs_.push_back({layout_.node(rank), rank, rank});
     runs_.back().end = rank + 1;
   }
+  const int per_node = layout_.ranks_per_node();
+  if (static_cast<int>(runs_.size()) == layout_.node_count() && (per_node == 4 || per_node == 8))
+    uniform_node_ranks_ = per_node;
   sends_.resize(ranks);
   rank_active_.resize(ranks);
   forwards_.resize(ranks);
@@ -136,10 +196,12 @@ ExpertParallelComm::ExpertParallelComm(const ClusterGraph& graph, std::vector<in
   rail_tokens_.resize(ranks);
   relayed_tokens_.resize(ranks);
   rank_share_.resize(ranks);
-  node_share_.resize(layout_.node_count());
+  // Whole quads of nodes for high_throughput_uniform_nodes.
+  const int padded_nodes = (layout_.node_count() + 3) / 4 * 4;
+  node_share_.resize(padded_nodes);
   node_tokens_.resize(layout_.node_count());
-  node_reach_.resize(layout_.node_count());
-  node_selected_.resize(layout_.node_count());
+  node_reach_.resize(padded_nodes);
+  node_selected_.resize(padded_nodes);
   node_unique_.resize(layout_.node_count());
   rank_reach_.resize(static_cast<std::size_t>(layout_.rank_count()));
   node_active_ranks_.resize(layout_.node_count());
@@ -169,15 +231,14 @@ void ExpertParallelComm::update_sources(std::span<const double> tokens_from_rank
   }
 }
 
-template <typename T>
-void ExpertParallelComm::add_by_node(const T* values, T* node_sums) const {
+void ExpertParallelComm::add_by_node(const double* values, double* node_sums) const {
   // Four nodes at a time, position by position: each node adds its ranks in rank order, as one pass
   // over the ranks would, and the four sums are independent of each other, so their additions overlap.
   const int nodes = layout_.node_count();
   const int per_node = layout_.ranks_per_node();
   int node = 0;
   for (; node + 4 <= nodes; node += 4) {
-    T sums[4];
+    double sums[4];
     for (int lane = 0; lane < 4; ++lane)
       sums[lane] = node_sums[node + lane];
     for (int position = 0; position < per_node; ++position) {
@@ -188,7 +249,7 @@ void ExpertParallelComm::add_by_node(const T* values, T* node_sums) const {
       node_sums[node + lane] = sums[lane];
   }
   for (; node < nodes; ++node) {
-    T sum = node_sums[node];
+    double sum = node_sums[node];
     for (int position = 0; position < per_node; ++position)
       sum += values[layout_.rank_at(node, position)];
     node_sums[node] = sum;
@@ -210,6 +271,152 @@ void ExpertParallelComm::compute_rank_reach(int top_k, bool node_limited) const 
     }
   }
   add_by_node(reach, node_unique_.data());
+}
+
+template <int PerNode, int N>
+void ExpertParallelComm::high_throughput_uniform_nodes(const EpTraffic& traffic,
+                                                       double inverse_assignments) const {
+  static_assert(PerNode % 4 == 0, "a node's ranks fill whole quads");
+  constexpr int kQuads = PerNode / 4;
+  constexpr Quad kOnes = {1.0, 1.0, 1.0, 1.0};
+  constexpr Quad kZeros = {0.0, 0.0, 0.0, 0.0};
+  const int nodes = layout_.node_count();
+  const int top_k = traffic.top_k;
+  const int limit = traffic.max_nodes_per_token;
+  const bool node_limited = limit > 0 && limit < nodes;
+  const double* assigned = traffic.assignments_to_rank.data();
+  double* reach = rank_reach_.data();
+  double* rank_active = rank_active_.data();
+
+  // Three passes, each over independent nodes with short chains, so that nodes overlap; all as the general
+  // path computes them (a node's sums add its ranks in rank order, from 0). Ranks: shares and activity.
+  double* share = rank_share_.data();
+  for (int node = 0; node < nodes; ++node) {
+    const int first = node * PerNode;
+    Quad active_count = kZeros;
+    double node_share = 0;
+    for (int quad = 0; quad < kQuads; ++quad) {
+      Quad shares;
+      load(shares, assigned + first + 4 * quad);
+      shares *= inverse_assignments;
+      store(share + first + 4 * quad, shares);
+      const Quad active = shares > 0 ? kOnes : kZeros;
+      store(rank_active + first + 4 * quad, active);
+      active_count += active;
+      for (int lane = 0; lane < 4; ++lane)
+        node_share += shares[lane];
+    }
+    node_share_[node] = node_share;
+    // Whole numbers: exact in any order.
+    node_active_ranks_[node] = (active_count[0] + active_count[1]) + (active_count[2] + active_count[3]);
+  }
+  // Nodes, four at a time (the node arrays are padded to whole quads): selection and reach.
+  for (int node = 0; node < nodes; node += 4) {
+    Quad node_share, selected = kOnes, node_reach;
+    load(node_share, node_share_.data() + node);
+    if (node_limited) {
+      const Quad scaled = static_cast<double>(limit) * node_share;
+      selected = scaled < kOnes ? scaled : kOnes;
+      Quad missed = 1.0 - node_share / selected;
+      Quad power = kOnes;
+      multiply_by_power<N>(power, missed, top_k);
+      node_reach = selected > 0 ? selected * (1.0 - power) : kZeros;
+    } else {
+      Quad missed = 1.0 - node_share;
+      Quad power = kOnes;
+      multiply_by_power<N>(power, missed, top_k);
+      node_reach = 1.0 - power;
+    }
+    store(node_selected_.data() + node, selected);
+    store(node_reach_.data() + node, node_reach);
+  }
+  // Ranks: reaches and their sum by node.
+  double reach_sum = 0;
+  int nodes_reached = 0;
+  for (int node = 0; node < nodes; ++node) {
+    const int first = node * PerNode;
+    const double selected = node_selected_[node];
+    double unique = 0;
+    for (int quad = 0; quad < kQuads; ++quad) {
+      Quad rank_reach = kZeros;
+      if (selected > 0) {
+        Quad shares;
+        load(shares, share + first + 4 * quad);
+        Quad missed = 1.0 - shares * (1.0 / selected);
+        Quad power = kOnes;
+        multiply_by_power<N>(power, missed, top_k);
+        rank_reach = selected * (1.0 - power);
+      }
+      store(reach + first + 4 * quad, rank_reach);
+      for (int lane = 0; lane < 4; ++lane)
+        unique += rank_reach[lane];
+    }
+    node_unique_[node] = unique;
+    reach_sum += node_reach_[node];
+    if (node_reach_[node] > 0) ++nodes_reached;
+  }
+
+  // Node by node: each rank's port loads as in the general path, then summarise_ranks' maxima (in any
+  // lane) and byte lanes (rank r in lane r % 4, in rank order: every quad starts at a multiple of 4), and
+  // the flags as the largest loads (> 0 when any is).
+  const double payload = traffic.bytes_per_token;
+  const double all_tokens = all_tokens_;
+  const double* tokens_from = traffic.tokens_from_rank.data();
+  Quad dispatch[kQuads] = {}, combine[kQuads] = {}, peers[kQuads] = {};
+  Quad largest_up_out[kQuads] = {}, largest_net_out[kQuads] = {};
+  Quad bytes = kZeros;
+  for (int node = 0; node < nodes; ++node) {
+    const double node_reach = node_reach_[node];
+    const double other_nodes_reach = reach_sum - node_reach;
+    const double unique = node_unique_[node];
+    const double active = node_active_ranks_[node];
+    const double remote_peers = nodes_reached - (node_reach > 0 ? 1 : 0);
+    for (int quad = 0; quad < kQuads; ++quad) {
+      const int r = node * PerNode + 4 * quad;
+      Quad tokens, rail_tokens, relayed_tokens, rank_reach, forwards, sends, rank_is_active;
+      load(tokens, tokens_from + r);
+      load(rail_tokens, rail_tokens_.data() + r);
+      load(relayed_tokens, relayed_tokens_.data() + r);
+      load(rank_reach, reach + r);
+      load(forwards, forwards_.data() + r);
+      load(sends, sends_.data() + r);
+      load(rank_is_active, rank_active + r);
+      Quad up_out_cost, up_in_cost, net_out_cost, net_in_cost;
+      load(up_out_cost, costs_.scale_up_out.data() + r);
+      load(up_in_cost, costs_.scale_up_in.data() + r);
+      load(net_out_cost, costs_.scale_out_out.data() + r);
+      load(net_in_cost, costs_.scale_out_in.data() + r);
+      const Quad net_out = tokens * payload * other_nodes_reach;
+      const Quad net_in = payload * node_reach * relayed_tokens;
+      const Quad up_out = payload * rail_tokens * (unique - rank_reach);
+      const Quad up_in = payload * rank_reach * (all_tokens - rail_tokens);
+      raise_to(dispatch[quad], up_out * up_out_cost);
+      raise_to(dispatch[quad], up_in * up_in_cost);
+      raise_to(dispatch[quad], net_out * net_out_cost);
+      raise_to(dispatch[quad], net_in * net_in_cost);
+      raise_to(combine[quad], up_in * up_out_cost);
+      raise_to(combine[quad], up_out * up_in_cost);
+      raise_to(combine[quad], net_in * net_out_cost);
+      raise_to(combine[quad], net_out * net_in_cost);
+      bytes += up_out + net_out;
+      raise_to(largest_up_out[quad], up_out);
+      raise_to(largest_net_out[quad], net_out);
+      raise_to(peers[quad], forwards * (active - rank_is_active) + sends * remote_peers);
+    }
+  }
+  for (int quad = 1; quad < kQuads; ++quad) {
+    raise_to(dispatch[0], dispatch[quad]);
+    raise_to(combine[0], combine[quad]);
+    raise_to(peers[0], peers[quad]);
+    raise_to(largest_up_out[0], largest_up_out[quad]);
+    raise_to(largest_net_out[0], largest_net_out[quad]);
+  }
+  dispatch_transfer_ = largest_lane(dispatch[0]);
+  combine_transfer_ = largest_lane(combine[0]);
+  most_peers_ = static_cast<int>(largest_lane(peers[0]));
+  load_bytes_ = (bytes[0] + bytes[1]) + (bytes[2] + bytes[3]);
+  any_same_node_ = largest_lane(largest_up_out[0]) > 0;
+  any_cross_node_ = largest_lane(largest_net_out[0]) > 0;
 }
 
 void ExpertParallelComm::summarise_ranks() const {
@@ -272,17 +479,27 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
   const double k = traffic.top_k;
   const double payload = traffic.bytes_per_token;
   const double* tokens_from = traffic.tokens_from_rank.data();
-  double* share = rank_share_.data();
-  int* rank_active = rank_active_.data();
   const double inverse_assignments = 1.0 / all_assignments;
-  int active_ranks = 0;
+  if (transport_ == EpTransport::high_throughput && uniform_node_ranks_ != 0) {
+    with_top_k(traffic.top_k, [&](auto top_k) {
+      if (uniform_node_ranks_ == 8) {
+        high_throughput_uniform_nodes<8, decltype(top_k)::value>(traffic, inverse_assignments);
+      } else {
+        high_throughput_uniform_nodes<4, decltype(top_k)::value>(traffic, inverse_assignments);
+      }
+    });
+    return true;
+  }
+  double* share = rank_share_.data();
+  double* rank_active = rank_active_.data();
+  double active_ranks = 0;
   for (int r = 0; r < ranks; ++r) {
     share[r] = assigned[r] * inverse_assignments;
-    rank_active[r] = static_cast<int>(share[r] > 0);
+    rank_active[r] = share[r] > 0 ? 1.0 : 0.0;
     active_ranks += rank_active[r];
   }
   std::fill(node_share_.begin(), node_share_.end(), 0.0);
-  std::fill(node_active_ranks_.begin(), node_active_ranks_.end(), 0);
+  std::fill(node_active_ranks_.begin(), node_active_ranks_.end(), 0.0);
   add_by_node(share, node_share_.data());
   add_by_node(rank_active, node_active_ranks_.data());
   const double* sends = sends_.data();
@@ -342,26 +559,8 @@ bool ExpertParallelComm::compute_loads(const EpTraffic& traffic) const {
     if (node_reach_[node] > 0) ++nodes_reached;
   }
   std::fill(node_unique_.begin(), node_unique_.end(), 0.0);
-  switch (traffic.top_k) {
-    case 1:
-      compute_rank_reach<1>(1, node_limited);
-      break;
-    case 2:
-      compute_rank_reach<2>(2, node_limited);
-      break;
-    case 4:
-      compute_rank_reach<4>(4, node_limited);
-      break;
-    case 6:
-      compute_rank_reach<6>(6, node_limited);
-      break;
-    case 8:
-      compute_rank_reach<8>(8, node_limited);
-      break;
-    default:
-      compute_rank_reach<0>(traffic.top_k, node_limited);
-      break;
-  }
+  with_top_k(traffic.top_k,
+             [&](auto top_k) { compute_rank_reach<decltype(top_k)::value>(traffic.top_k, node_limited); });
   const double* reach = rank_reach_.data();
   const double* rail_tokens = rail_tokens_.data();
   const double* relayed_tokens = relayed_tokens_.data();

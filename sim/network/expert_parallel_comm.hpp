@@ -64,6 +64,9 @@ class ExpertParallelComm {
   const NetworkParams& params() const { return params_; }
 
  private:
+  // Tests compare high_throughput_uniform_nodes with the general path by switching it off.
+  friend struct ExpertParallelCommTestAccess;
+
   struct PortRates {
     double scale_up_out = 0;  // achieved bytes per second of the GPU's first-hop links
     double scale_up_in = 0;
@@ -84,9 +87,14 @@ class ExpertParallelComm {
   // The facts that depend only on where tokens come from: every MoE layer of a step shares them, so
   // they are recomputed only when tokens_from_rank changes.
   void update_sources(std::span<const double> tokens_from_rank) const;
+  // The high-throughput loads when every node's ranks are PerNode consecutive ranks (uniform_node_ranks_):
+  // every result bit as the general path (the same operations on the same values, sums in the same order),
+  // in vectors of four ranks or four nodes, passes over independent nodes instead of one long chain per
+  // node, and summarise_ranks' maxima and byte lanes kept in registers. N = top_k, or 0 for any.
+  template <int PerNode, int N>
+  void high_throughput_uniform_nodes(const EpTraffic& traffic, double inverse_assignments) const;
   // Adds each rank's value to its node's entry of node_sums, every node's ranks in rank order.
-  template <typename T>
-  void add_by_node(const T* values, T* node_sums) const;
+  void add_by_node(const double* values, double* node_sums) const;
   // rank_reach_[r] = s (1 - (1 - rank_share_[r] / s)^top_k), s the rank's node_selected_ (1 without a
   // node limit), and their sums into node_unique_ (zeroed by the caller); N = top_k, or 0 for any.
   template <int N>
@@ -116,6 +124,9 @@ class ExpertParallelComm {
     int end;
   };
   std::vector<NodeRun> runs_;
+  // Ranks per node when each node's ranks are consecutive (node N's are N x it to N x it + it - 1) and
+  // they number 4 or 8 (whole vectors of doubles), else 0: high_throughput_uniform_nodes applies.
+  int uniform_node_ranks_ = 0;
   std::vector<int> node_of_rank_;      // layout_.node(r)
   std::vector<int> position_of_rank_;  // layout_.position(r)
 
@@ -128,23 +139,24 @@ class ExpertParallelComm {
   mutable std::vector<double> sends_;           // per rank: 1 when it has tokens of its own, else 0
   mutable std::vector<double> forwards_;        // per rank: 1 when it has tokens or relays some, else 0
 
-  // Scratch, sized at construction.
-  mutable std::vector<double> rank_share_;       // p_d
-  mutable std::vector<double> node_share_;       // P_N
-  mutable std::vector<double> node_reach_;       // U_N
-  mutable std::vector<double> node_selected_;    // s_N under node-limited routing
-  mutable std::vector<double> node_unique_;      // sum of u_d over the node's ranks
-  mutable std::vector<double> rank_reach_;       // u_d: a token reaches rank d at least once
-  mutable std::vector<int> node_active_ranks_;   // ranks of the node with p_d > 0
-  mutable std::vector<int> rank_active_;         // 1 where p_d > 0, else 0
-  mutable std::vector<double> position_tokens_;  // Rt_q: tokens originating at position q over all nodes
-  mutable std::vector<double> rank_dispatch_;    // per rank: seconds of its busiest port in the dispatch
-  mutable std::vector<double> rank_combine_;     // the same with its ports' directions swapped
-  mutable std::vector<double> rank_bytes_;       // bytes leaving it
-  mutable std::vector<double> rank_peers_;       // peers it sends to
-  mutable double dispatch_transfer_ = 0;         // seconds of the busiest port at the dispatch payload
-  mutable double combine_transfer_ = 0;          // the same with every port's directions swapped
-  mutable double load_bytes_ = 0;                // bytes leaving GPUs in one phase at the dispatch payload
+  // Scratch, sized at construction; node_share_, node_reach_ and node_selected_ padded to whole quads of
+  // nodes (high_throughput_uniform_nodes handles four nodes at a time).
+  mutable std::vector<double> rank_share_;         // p_d
+  mutable std::vector<double> node_share_;         // P_N
+  mutable std::vector<double> node_reach_;         // U_N
+  mutable std::vector<double> node_selected_;      // s_N under node-limited routing (1 without a limit)
+  mutable std::vector<double> node_unique_;        // sum of u_d over the node's ranks
+  mutable std::vector<double> rank_reach_;         // u_d: a token reaches rank d at least once
+  mutable std::vector<double> node_active_ranks_;  // ranks of the node with p_d > 0
+  mutable std::vector<double> rank_active_;        // 1 where p_d > 0, else 0
+  mutable std::vector<double> position_tokens_;    // Rt_q: tokens originating at position q over all nodes
+  mutable std::vector<double> rank_dispatch_;      // per rank: seconds of its busiest port in the dispatch
+  mutable std::vector<double> rank_combine_;       // the same with its ports' directions swapped
+  mutable std::vector<double> rank_bytes_;         // bytes leaving it
+  mutable std::vector<double> rank_peers_;         // peers it sends to
+  mutable double dispatch_transfer_ = 0;           // seconds of the busiest port at the dispatch payload
+  mutable double combine_transfer_ = 0;            // the same with every port's directions swapped
+  mutable double load_bytes_ = 0;                  // bytes leaving GPUs in one phase at the dispatch payload
   mutable int most_peers_ = 0;
   mutable bool any_same_node_ = false;
   mutable bool any_cross_node_ = false;

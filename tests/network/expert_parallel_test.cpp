@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <string>
 
@@ -218,4 +219,84 @@ TEST_CASE("node-limited routing: the estimate follows per-token sampling of at m
   // A limit that every token meets anyway changes nothing.
   EpTraffic loose{tokens, assignments, 8, payload, 8};
   CHECK(comm.dispatch_seconds(loose) == comm.dispatch_seconds(independent));
+}
+
+namespace moesim {
+
+// Switches off the path for nodes of 4 or 8 consecutive ranks, so that the general path prices the
+// same layout.
+struct ExpertParallelCommTestAccess {
+  static bool uses_uniform_nodes(const ExpertParallelComm& comm) { return comm.uniform_node_ranks_ != 0; }
+  static void use_general_path(ExpertParallelComm& comm) { comm.uniform_node_ranks_ = 0; }
+};
+
+}  // namespace moesim
+
+namespace {
+
+bool same_bits(double a, double b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// Sparse whole counts, with some fractional ones and some layers without traffic.
+std::vector<double> random_counts(Rng& rng, int ranks, double zero_chance) {
+  std::vector<double> counts(ranks, 0.0);
+  for (auto& count : counts) {
+    if (rng.uniform() < zero_chance) continue;
+    count = rng.uniform() < 0.8 ? static_cast<double>(1 + rng.below(40)) : 100 * rng.uniform_positive();
+  }
+  return counts;
+}
+
+}  // namespace
+
+TEST_CASE("nodes of 4 or 8 consecutive ranks: the high-throughput estimate is bit for bit the general one",
+          "[network][ep]") {
+  struct Group {
+    std::string cluster;
+    std::vector<int> gpus;
+  };
+  std::vector<Group> groups{{"h800-8x22.json", {}},
+                            {"h800-8x4.json", first_gpus(32)},
+                            {"h800-8x18.json", first_gpus(24)},
+                            {"h800-8x18.json", first_gpus(56)},
+                            {"h100-8x1.json", first_gpus(8)},
+                            {"h800-8x18.json", {}}};
+  // The disaggregated decode instance: EP144 on GPUs 32 to 175.
+  for (int gpu = 32; gpu < 176; ++gpu)
+    groups[0].gpus.push_back(gpu);
+  // Four ranks on each of 5 nodes.
+  for (int node = 0; node < 5; ++node) {
+    for (int gpu = 0; gpu < 4; ++gpu)
+      groups[5].gpus.push_back(8 * node + gpu);
+  }
+  Rng rng(11);
+  for (const Group& group : groups) {
+    const ClusterGraph graph(load_cluster(kClusters + group.cluster));
+    const int ranks = static_cast<int>(group.gpus.size());
+    const NetworkParams params;  // high throughput
+    const ExpertParallelComm uniform(graph, group.gpus, params);
+    ExpertParallelComm general(graph, group.gpus, params);
+    ExpertParallelCommTestAccess::use_general_path(general);
+    REQUIRE(ExpertParallelCommTestAccess::uses_uniform_nodes(uniform));
+    const int nodes = uniform.layout().node_count();
+    for (int step = 0; step < 60; ++step) {
+      const std::vector<double> tokens = random_counts(rng, ranks, 0.85);
+      for (const int top_k : {1, 2, 3, 4, 6, 8, 9}) {
+        for (const int limit : {0, 1, 2, 4, nodes, nodes + 1}) {
+          const std::vector<double> assignments = random_counts(rng, ranks, rng.uniform());
+          const EpTraffic traffic{tokens, assignments, top_k, 7168, limit};
+          INFO(group.cluster << ", " << ranks << " ranks, top-" << top_k << ", at most " << limit
+                             << " nodes");
+          const EpPhaseCosts fast = uniform.dispatch_and_combine(traffic, 14336);
+          const EpPhaseCosts reference = general.dispatch_and_combine(traffic, 14336);
+          CHECK(same_bits(fast.dispatch_seconds, reference.dispatch_seconds));
+          CHECK(same_bits(fast.combine_seconds, reference.combine_seconds));
+          CHECK(same_bits(fast.dispatch_bytes, reference.dispatch_bytes));
+          CHECK(same_bits(fast.combine_bytes, reference.combine_bytes));
+          CHECK(same_bits(uniform.bytes(traffic), general.bytes(traffic)));
+        }
+      }
+    }
+  }
 }
