@@ -125,13 +125,27 @@ void StepCostModel::set_placement(const ExpertPlacement& placement) {
   if (expert_comm_ != nullptr) node_limits_ = node_limits(model_, placement, expert_comm_->layout());
 }
 
-double StepCostModel::attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const {
+StepCostModel::TokenCosts StepCostModel::token_costs(const BatchShape& shape) const {
+  TokenCosts costs;
+  costs.tokens = shape.tokens();
+  costs.logits = shape.logits;
+  costs.lm_head = lm_head_rank_seconds(shape);
+  if (shape.empty()) return costs;
+  costs.projections =
+      cost_.gemm_seconds(static_cast<double>(costs.tokens),
+                         model_.derived.attention_params_per_layer / model_.hidden / layout_.attention_tp,
+                         model_.hidden, options_.weight_precision);
+  costs.dense_ffn = dense_ffn_rank_seconds(shape);
+  costs.moe_dense = model_.is_moe() ? moe_dense_part_rank_seconds(shape) : 0.0;
+  return costs;
+}
+
+double StepCostModel::attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer,
+                                             double projections_seconds) const {
   if (shape.empty()) return 0.0;
   const double tp = layout_.attention_tp;
-  const double tokens = static_cast<double>(shape.tokens());
   const auto& derived = model_.derived;
-  double seconds = cost_.gemm_seconds(tokens, derived.attention_params_per_layer / model_.hidden / tp,
-                                      model_.hidden, options_.weight_precision);
+  double seconds = projections_seconds;
   if (shape.decode_sequences > 0) {
     const double keys =
         static_cast<double>(sliding_window_layer ? shape.decode_windowed_context : shape.decode_context);
@@ -190,19 +204,25 @@ StepTiming StepCostModel::price(std::span<const BatchShape> shapes, SimTime now)
   double lm_head = 0;
   std::int64_t total_tokens = 0, largest_rank_tokens = 0;
   const bool has_window_layers = model_.derived.sliding_window_layer_count > 0;
+  // Decode steps give most DP ranks the same token count: its costs are computed once per run of equal
+  // counts.
+  TokenCosts same_tokens;
   for (std::size_t d = 0; d < shapes.size(); ++d) {
     const BatchShape& shape = shapes[d];
-    const double full = attention_rank_seconds(shape, false);
-    const double window = has_window_layers ? attention_rank_seconds(shape, true) : full;
-    const double dense_ffn = dense_ffn_rank_seconds(shape);
-    const double moe_dense = model_.is_moe() ? moe_dense_part_rank_seconds(shape) : 0.0;
+    if (shape.tokens() != same_tokens.tokens || shape.logits != same_tokens.logits)
+      same_tokens = token_costs(shape);
+    const double full = attention_rank_seconds(shape, false, same_tokens.projections);
+    const double window =
+        has_window_layers ? attention_rank_seconds(shape, true, same_tokens.projections) : full;
+    const double dense_ffn = same_tokens.dense_ffn;
+    const double moe_dense = same_tokens.moe_dense;
     attention_full = std::max(attention_full, full);
     attention_window = std::max(attention_window, window);
     with_dense_ffn_full = std::max(with_dense_ffn_full, full + dense_ffn);
     with_dense_ffn_window = std::max(with_dense_ffn_window, window + dense_ffn);
     with_moe_dense_full = std::max(with_moe_dense_full, full + moe_dense);
     with_moe_dense_window = std::max(with_moe_dense_window, window + moe_dense);
-    lm_head = std::max(lm_head, lm_head_rank_seconds(shape));
+    lm_head = std::max(lm_head, same_tokens.lm_head);
     total_tokens += shape.tokens();
     largest_rank_tokens = std::max(largest_rank_tokens, shape.tokens());
   }

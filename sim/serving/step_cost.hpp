@@ -131,7 +131,19 @@ class StepCostModel {
   void observe_loads(ExpertRebalancer* rebalancer) { rebalancer_ = rebalancer; }
 
  private:
-  double attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer) const;
+  // The parts of a DP rank's step time that depend on its token and logit counts alone (-1: none yet).
+  struct TokenCosts {
+    std::int64_t tokens = -1;
+    std::int64_t logits = -1;
+    double projections = 0;  // attention's projections, per layer
+    double dense_ffn = 0;    // per dense layer
+    double moe_dense = 0;    // the MoE layer's router and shared experts, per MoE layer
+    double lm_head = 0;
+  };
+  TokenCosts token_costs(const BatchShape& shape) const;
+  // `projections_seconds`: token_costs(shape).projections.
+  double attention_rank_seconds(const BatchShape& shape, bool sliding_window_layer,
+                                double projections_seconds) const;
   double dense_ffn_rank_seconds(const BatchShape& shape) const;
   double moe_dense_part_rank_seconds(const BatchShape& shape) const;
   double lm_head_rank_seconds(const BatchShape& shape) const;
