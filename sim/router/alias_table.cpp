@@ -38,10 +38,11 @@ AliasTable::AliasTable(std::span<const double> weights) {
   }
   // Whatever is left is 1 up to rounding: it keeps threshold 1 and never uses its alias.
   buckets_.resize(weights.size());
+  constexpr std::uint64_t kAlwaysKeep = std::uint64_t{1} << 32;
   for (int i = 0; i < n; ++i) {
-    buckets_[i].threshold =
-        static_cast<std::uint64_t>(std::llround(std::clamp(threshold[i], 0.0, 1.0) * 0x1.0p32));
-    buckets_[i].alias = alias[i];
+    const auto keep = static_cast<std::uint64_t>(std::llround(std::clamp(threshold[i], 0.0, 1.0) * 0x1.0p32));
+    buckets_[i].threshold = static_cast<std::uint32_t>(std::min(keep, kAlwaysKeep - 1));
+    buckets_[i].alias = keep == kAlwaysKeep ? i : alias[i];
   }
 }
 

@@ -29,13 +29,16 @@ class AliasTable {
     const Bucket& entry = buckets_[bucket];
     // A mask rather than a conditional: the comparison is a coin flip the branch predictor would
     // miss about as often as it hits.
-    const auto keep = -static_cast<std::int32_t>((bits & 0xFFFFFFFFu) < entry.threshold);
+    const auto keep = -static_cast<std::int32_t>(static_cast<std::uint32_t>(bits) < entry.threshold);
     return (static_cast<std::int32_t>(bucket) & keep) | (entry.alias & ~keep);
   }
 
  private:
+  // Eight bytes, so that a table of 256 experts fits in 2 KB.
   struct Bucket {
-    std::uint64_t threshold;  // 2^32 x P(the bucket keeps its own index), in [0, 2^32]
+    // 2^32 x P(the bucket keeps its own index), in [0, 2^32 - 1]. A bucket that always keeps (2^32) is
+    // its own alias with threshold 2^32 - 1: both outcomes of its comparison give its index.
+    std::uint32_t threshold;
     std::int32_t alias;
   };
   std::vector<Bucket> buckets_;
