@@ -363,17 +363,17 @@ void Router::sample_counts(int layer, std::span<const std::int64_t> component_to
     std::copy(counts.begin(), counts.end(), class_counts_.begin());
     return;
   }
-  std::fill(counts.begin(), counts.end(), 0);
   std::fill(class_counts_.begin(), class_counts_.end(), 0);
   for (int k = 0; k < components(); ++k) {
     if (component_tokens[k] == 0) continue;
     if (links_ == nullptr && per_token_is_cheaper(components_[k], layer, component_tokens[k])) {
-      add_per_token(components_[k].layers[layer], component_tokens[k], components_[k].traffic_class, counts);
+      add_per_token(components_[k].layers[layer], component_tokens[k], components_[k].traffic_class);
       continue;
     }
     sample_linked(k, layer, component_tokens[k], component_counts_);
-    accumulate(components_[k].traffic_class, counts);
+    accumulate(components_[k].traffic_class);
   }
+  sum_classes(counts);
 }
 
 void Router::sample_counts_per_token(int layer, std::span<const std::int64_t> component_tokens,
@@ -383,13 +383,13 @@ void Router::sample_counts_per_token(int layer, std::span<const std::int64_t> co
     replay(layer, component_tokens, counts);
     return;
   }
-  std::fill(counts.begin(), counts.end(), 0);
   std::fill(class_counts_.begin(), class_counts_.end(), 0);
   for (int k = 0; k < components(); ++k) {
     if (component_tokens[k] == 0) continue;
     sample_linked_per_token(k, layer, component_tokens[k], component_counts_);
-    accumulate(components_[k].traffic_class, counts);
+    accumulate(components_[k].traffic_class);
   }
+  sum_classes(counts);
 }
 
 void Router::replay(int layer, std::span<const std::int64_t> component_tokens,
@@ -400,13 +400,22 @@ void Router::replay(int layer, std::span<const std::int64_t> component_tokens,
   std::copy(counts.begin(), counts.end(), class_counts_.begin());
 }
 
-void Router::accumulate(int traffic_class, std::span<std::int32_t> counts) {
+void Router::accumulate(int traffic_class) {
   std::int32_t* own = class_counts_.data() + std::size_t(traffic_class) * experts_;
   int target = rotation_offset_;
   for (int e = 0; e < experts_; ++e) {
-    counts[target] += component_counts_[e];
     own[target] += component_counts_[e];
     if (++target == experts_) target = 0;
+  }
+}
+
+void Router::sum_classes(std::span<std::int32_t> counts) const {
+  std::copy_n(class_counts_.begin(), experts_, counts.begin());
+  std::int32_t* total = counts.data();
+  for (int c = 1; c < classes(); ++c) {
+    const std::int32_t* own = class_counts_.data() + std::size_t(c) * experts_;
+    for (int e = 0; e < experts_; ++e)
+      total[e] += own[e];
   }
 }
 
@@ -520,17 +529,14 @@ void Router::sample_per_token(const Layer& layer, std::int64_t tokens, std::span
               [count](int expert) { ++count[expert]; });
 }
 
-void Router::add_per_token(const Layer& layer, std::int64_t tokens, int traffic_class,
-                           std::span<std::int32_t> counts) {
-  std::int32_t* count = counts.data();
+void Router::add_per_token(const Layer& layer, std::int64_t tokens, int traffic_class) {
   std::int32_t* own = class_counts_.data() + std::size_t(traffic_class) * experts_;
   const int offset = rotation_offset_;
   const int experts = experts_;
   draw_tokens(layer.first_choice, rng_, taken_.data(), chosen_.data(), top_k_, tokens,
-              [count, own, offset, experts](int expert) {
+              [own, offset, experts](int expert) {
                 int target = expert + offset;
                 if (target >= experts) target -= experts;
-                ++count[target];
                 ++own[target];
               });
 }

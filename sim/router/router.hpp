@@ -196,18 +196,20 @@ class Router {
   // Whether sample_component takes the per-token path (its cost estimate).
   bool per_token_is_cheaper(const Component& component, int layer, std::int64_t tokens) const;
   void sample_per_token(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
-  // The per-token path of one component of a mixture: each choice adds 1 to `counts` and to its class's
-  // counts, rotated, without the scratch counts and accumulate() (the same draws as sample_per_token).
-  void add_per_token(const Layer& layer, std::int64_t tokens, int traffic_class,
-                     std::span<std::int32_t> counts);
+  // The per-token path of one component of a mixture: each choice adds 1 to its class's counts, rotated,
+  // without the scratch counts and accumulate() (the same draws as sample_per_token).
+  void add_per_token(const Layer& layer, std::int64_t tokens, int traffic_class);
   void sample_grouped(const Layer& layer, std::int64_t tokens, std::span<std::int32_t> counts);
   // sample_component and sample_per_token, linked to the component's previous layer when the layers
   // are linked (router_links.cpp).
   void sample_linked(int component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
   void sample_linked_per_token(int component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
   void sample_following(int component, int layer, std::int64_t tokens, std::span<std::int32_t> counts);
-  // Adds the scratch counts of one component to `counts` and its class's counts, rotated.
-  void accumulate(int traffic_class, std::span<std::int32_t> counts);
+  // Adds the scratch counts of one component to its class's counts, rotated.
+  void accumulate(int traffic_class);
+  // counts = the sum of the classes' counts: components add into their class's counts only, so that a
+  // choice costs one increment, not two.
+  void sum_classes(std::span<std::int32_t> counts) const;
   void split_tokens(std::int64_t tokens);
   void replay(int layer, std::span<const std::int64_t> component_tokens, std::span<std::int32_t> counts);
   void check(int layer, std::span<const std::int64_t> component_tokens, std::span<std::int32_t> counts) const;
