@@ -85,7 +85,6 @@ MoeLayerEvaluator::MoeLayerEvaluator(const ExpertPlacement& placement, const Cap
     for (int expert = 0; expert < experts; ++expert) {
       const auto slots = placement.expert_slots(layer, expert);
       only_slot_.push_back(slots.size() == 1 ? slots[0] : -1);
-      first_slot_.push_back(slots[0]);
       if (slots.size() > 1) replicated.push_back(expert);
     }
     replicated_.push_back(replicated);
@@ -226,8 +225,8 @@ const MoeLayerResult& MoeLayerEvaluator::evaluate(int layer, std::int64_t tokens
     assignments = sums.assignments;
     expert_max = sums.largest;
   } else if (!capped && !rank_cap) {
-    // Dropless with replicas: each expert's first slot takes its count, then the replicated experts
-    // split theirs over their slots.
+    // Dropless with replicas: every slot takes its expert's count, then the replicated experts split
+    // theirs over their slots.
     std::copy_n(routed, experts, kept_per_expert);
     gather_by_slot(routed, slot_expert, placement_.slots(), kept_per_slot);
     const auto sums = sum_and_largest(routed, experts);

@@ -134,7 +134,6 @@ class MoeLayerEvaluator {
   // The placement's tables as flat arrays for the per-slot loops, [layer][slot] and [layer][expert].
   std::vector<int> slot_expert_;
   std::vector<int> only_slot_;                // an expert's slot when it has exactly one, else -1
-  std::vector<int> first_slot_;               // an expert's first slot
   std::vector<std::vector<int>> replicated_;  // per layer: the experts with more than one slot
   std::vector<std::uint8_t> identity_slots_;  // per layer: 1 when expert e owns exactly slot e
   bool all_single_slot_ = false;
