@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <type_traits>
 
 #include <fmt/format.h>
 
 #include "sim/common/error.hpp"
+#include "sim/common/top_k.hpp"
 #include "sim/network/collectives.hpp"
 
 namespace moesim {
@@ -80,25 +80,6 @@ void multiply_by_power(Quad& result, Quad& x, int n) {
       x *= x;
       multiply_by_power<(N >> 1)>(result, x, n);
     }
-  }
-}
-
-// body(std::integral_constant<int, N>{}) with N = top_k for the common top-k values, else N = 0 (any).
-template <typename Body>
-void with_top_k(int top_k, Body&& body) {
-  switch (top_k) {
-    case 1:
-      return body(std::integral_constant<int, 1>{});
-    case 2:
-      return body(std::integral_constant<int, 2>{});
-    case 4:
-      return body(std::integral_constant<int, 4>{});
-    case 6:
-      return body(std::integral_constant<int, 6>{});
-    case 8:
-      return body(std::integral_constant<int, 8>{});
-    default:
-      return body(std::integral_constant<int, 0>{});
   }
 }
 

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "sim/common/error.hpp"
+#include "sim/common/top_k.hpp"
 #include "sim/router/inclusion.hpp"
 
 namespace moesim {
@@ -497,26 +498,13 @@ void draw_tokens(const AliasTable& first_choice, Rng& generator, std::uint64_t* 
                  std::int64_t tokens, OnChoice on_choice) {
   // A local copy keeps the generator's state in registers across the stores to the counts.
   Rng rng = generator;
-  switch (top_k) {
-    case 1:
-      draw_fixed_top_k<1>(first_choice, rng, tokens, on_choice);
-      break;
-    case 2:
-      draw_fixed_top_k<2>(first_choice, rng, tokens, on_choice);
-      break;
-    case 4:
-      draw_fixed_top_k<4>(first_choice, rng, tokens, on_choice);
-      break;
-    case 6:
-      draw_fixed_top_k<6>(first_choice, rng, tokens, on_choice);
-      break;
-    case 8:
-      draw_fixed_top_k<8>(first_choice, rng, tokens, on_choice);
-      break;
-    default:
+  with_top_k(top_k, [&](auto fixed) {
+    if constexpr (decltype(fixed)::value > 0) {
+      draw_fixed_top_k<decltype(fixed)::value>(first_choice, rng, tokens, on_choice);
+    } else {
       draw_any_top_k(first_choice, rng, taken, chosen, top_k, tokens, on_choice);
-      break;
-  }
+    }
+  });
   generator = rng;
 }
 
